@@ -1,0 +1,58 @@
+import Glibc
+
+/// The running mosquitto: started with the rendered configuration, its output copied to the
+/// supervisor's standard output and watched for failed saves.
+public final class BrokerProcess {
+    /// The line Mosquitto 2.0 logs when a save fails (persist_write.c).
+    public static let failedSaveText = "Error saving in-memory database"
+
+    public private(set) var pid: pid_t = 0
+    public private(set) var startedAt = ContinuousClock.now
+    public private(set) var startedAtWallClock: Double = 0
+    public private(set) var exitStatus: ExitStatus?
+    /// Failed saves the broker logged since this process started.
+    public private(set) var failedSaves = 0
+    /// The last lines of output, to explain an early exit such as a rejected option.
+    public private(set) var recentOutput: [String] = []
+
+    public init() {}
+
+    public var isRunning: Bool { pid > 0 && exitStatus == nil }
+
+    public func start(program: String, config: String, environment: [String: String],
+                      children: ChildProcesses, onExit: @escaping (ExitStatus) -> Void) throws {
+        exitStatus = nil
+        failedSaves = 0
+        recentOutput = []
+        let request = SpawnRequest(path: program, arguments: ["-c", config], environment: environment)
+        let started = try children.start(request, onLine: { [unowned self] line in
+            if line.contains(Self.failedSaveText) {
+                failedSaves += 1
+            }
+            recentOutput.append(line)
+            if recentOutput.count > 10 {
+                recentOutput.removeFirst()
+            }
+            Log.forward(line, from: "mosquitto")
+        }, onExit: { [unowned self] status in
+            exitStatus = status
+            onExit(status)
+        })
+        pid = started.pid
+        startedAt = .now
+        startedAtWallClock = wallClockSeconds()
+    }
+
+    public func signal(_ signal: Int32) {
+        if isRunning {
+            kill(pid, signal)
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for uptimes reported to other processes.
+func wallClockSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}

@@ -1,0 +1,2 @@
+/// The supervisor's version, printed by `supervisor version`.
+public let supervisorVersion = "0.1.0"

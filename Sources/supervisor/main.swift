@@ -1,0 +1,128 @@
+import Foundation
+import SupervisorCore
+
+// Blocked before any other thread exists, so every handled signal reaches the signalfd.
+SignalSet.blockHandled()
+
+let usage = """
+    supervisor: runs Mosquitto on a gocryptfs-encrypted persistence directory, as a container's PID 1.
+
+    Usage:
+      supervisor run [OPTIONS]      unlock and mount the store, start the broker, supervise it
+      supervisor status [--json] [--timeout SECONDS] [OPTIONS]
+                                    health check: exit 0 when healthy, 1 when not
+      supervisor render [OPTIONS]   print the configuration rendered from the template and exit
+      supervisor version            print the versions of the supervisor, mosquitto and gocryptfs
+      supervisor COMMAND --help     help for one command
+
+    Exit codes of `supervisor run` are listed in the README.
+    """
+
+let runHelp = """
+    Usage: supervisor run [OPTIONS]
+
+    Unlocks the gocryptfs store in the cipherdir (initializing it on first start), mounts it on the
+    mountpoint, proves the mount, renders the template, starts mosquitto and supervises it. SIGTERM
+    or SIGINT stops the broker, syncs and unmounts. SIGHUP re-renders the template and reloads the
+    broker. SIGUSR1 and SIGUSR2 are forwarded to the broker.
+
+    The passphrase is the first line of the passfile. GOCRYPT_PASSWORD is still read, with a warning.
+
+    Each option can also be set by the environment variable named after it; the flag wins.
+
+    \(Settings.optionHelp)
+    """
+
+let renderHelp = """
+    Usage: supervisor render [OPTIONS]
+
+    Prints the configuration that `supervisor run` would write, after the same checks, and exits.
+    Exit code 0 when the template renders and passes the checks, 70 otherwise.
+
+    \(Settings.optionHelp)
+    """
+
+let versionHelp = """
+    Usage: supervisor version
+
+    Prints the supervisor's version and those of mosquitto and gocryptfs found on PATH.
+    """
+
+func fail(_ error: Error) -> Never {
+    if let error = error as? SupervisorError {
+        FileHandle.standardError.write(Data("supervisor: \(error.message)\n".utf8))
+        exit(error.code.rawValue)
+    }
+    FileHandle.standardError.write(Data("supervisor: \(error)\n".utf8))
+    exit(SupervisorError.Code.system.rawValue)
+}
+
+func wantsHelp(_ arguments: [String]) -> Bool {
+    arguments.contains("--help") || arguments.contains("-h")
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+let command = arguments.isEmpty ? "" : arguments.removeFirst()
+
+switch command {
+case "run":
+    if wantsHelp(arguments) {
+        print(runHelp)
+        exit(0)
+    }
+    let legacyPassphrase = PassphraseSource.takeLegacyVariable()
+    let environment = ProcessInfo.processInfo.environment.filter { $0.key != "GOCRYPT_PASSWORD" }
+    do {
+        let settings = try Settings.load(environment: environment, arguments: arguments)
+        let supervisor = try Supervisor(settings: settings, environment: environment, legacyPassphrase: legacyPassphrase)
+        exit(supervisor.run())
+    } catch {
+        fail(error)
+    }
+
+case "status":
+    if wantsHelp(arguments) {
+        print(StatusCommand.help)
+        exit(0)
+    }
+    do {
+        let command = try StatusCommand(environment: ProcessInfo.processInfo.environment, arguments: arguments)
+        exit(command.run())
+    } catch {
+        fail(error)
+    }
+
+case "render":
+    if wantsHelp(arguments) {
+        print(renderHelp)
+        exit(0)
+    }
+    do {
+        let environment = ProcessInfo.processInfo.environment.filter { $0.key != "GOCRYPT_PASSWORD" }
+        let settings = try Settings.load(environment: environment, arguments: arguments)
+        print(try ConfigWriter(settings: settings).render(environment: environment).text, terminator: "")
+    } catch {
+        fail(error)
+    }
+
+case "version":
+    if wantsHelp(arguments) {
+        print(versionHelp)
+        exit(0)
+    }
+    print("supervisor \(supervisorVersion)")
+    for line in VersionProbe.externalVersions(environment: ProcessInfo.processInfo.environment) {
+        print(line)
+    }
+
+case "--help", "-h", "help":
+    print(usage)
+
+case "":
+    FileHandle.standardError.write(Data("supervisor: missing command; run `supervisor --help`\n".utf8))
+    exit(SupervisorError.Code.usage.rawValue)
+
+default:
+    FileHandle.standardError.write(Data("supervisor: unknown command \(command); run `supervisor --help`\n".utf8))
+    exit(SupervisorError.Code.usage.rawValue)
+}
