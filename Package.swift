@@ -11,7 +11,8 @@ let package = Package(
         .testTarget(name: "SupervisorCoreTests", dependencies: ["SupervisorCore"]),
         .testTarget(
             name: "SupervisorIntegrationTests",
-            dependencies: ["SupervisorCore"]
+            // The supervisor executable is a dependency so that it is built before these tests run it.
+            dependencies: ["SupervisorCore", "supervisor"]
         ),
     ],
     swiftLanguageModes: [.v6]

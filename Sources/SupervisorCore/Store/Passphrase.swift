@@ -114,7 +114,7 @@ public struct PassphraseSource {
     public func resolve(storeInitialized: Bool) throws -> Passphrase {
         let passfileExists = access(settings.passfile, F_OK) == 0
         if passfileExists || settings.passfileExplicit {
-            if legacyVariable != nil {
+            if legacyVariable != nil && passfileExists {
                 Log.warning("both \(settings.passfile) and GOCRYPT_PASSWORD are set; using the passfile and ignoring GOCRYPT_PASSWORD")
             }
             return try Passphrase.read(passfile: settings.passfile)
