@@ -10,7 +10,9 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -99,4 +101,9 @@ int csup_random_bytes(unsigned char *buffer, int length) {
         filled += (int)n;
     }
     return 0;
+}
+
+int csup_statfs_errno(const char *path) {
+    struct statfs info;
+    return statfs(path, &info) == 0 ? 0 : errno;
 }

@@ -41,6 +41,9 @@ int csup_epoll_wait(int epoll_fd, int *fds, int max_fds, int timeout_ms);
 /// Fills BUFFER with LENGTH random bytes from getrandom(2); returns 0 on success.
 int csup_random_bytes(unsigned char *buffer, int length);
 
+/// Calls statfs(2) on PATH and returns 0, or the errno when it fails.
+int csup_statfs_errno(const char *path);
+
 /// Overwrites the value of NAME in the process's environment strings, so that
 /// /proc/self/environ no longer shows it, and removes NAME from the environment.
 void csup_scrub_environment_variable(const char *name);

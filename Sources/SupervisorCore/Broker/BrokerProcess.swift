@@ -12,6 +12,9 @@ public final class BrokerProcess {
     public private(set) var exitStatus: ExitStatus?
     /// Failed saves the broker logged since this process started.
     public private(set) var failedSaves = 0
+    /// True once the broker logged "mosquitto version X running", which Mosquitto 2.0 does after
+    /// it loaded the database, opened its listeners and installed its signal handlers.
+    public private(set) var isReady = false
     /// The last lines of output, to explain an early exit such as a rejected option.
     public private(set) var recentOutput: [String] = []
 
@@ -22,12 +25,16 @@ public final class BrokerProcess {
     public func start(program: String, config: String, environment: [String: String],
                       children: ChildProcesses, onExit: @escaping (ExitStatus) -> Void) throws {
         exitStatus = nil
+        isReady = false
         failedSaves = 0
         recentOutput = []
         let request = SpawnRequest(path: program, arguments: ["-c", config], environment: environment)
         let started = try children.start(request, onLine: { [unowned self] line in
             if line.contains(Self.failedSaveText) {
                 failedSaves += 1
+            }
+            if !isReady && line.hasSuffix(" running") && line.contains("mosquitto version") {
+                isReady = true
             }
             recentOutput.append(line)
             if recentOutput.count > 10 {

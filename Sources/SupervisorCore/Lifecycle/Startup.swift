@@ -53,6 +53,21 @@ extension Supervisor {
             try startBroker()
             return "mosquitto (pid \(broker.pid)) started with \(settings.config)"
         }
+        try step("wait for broker") { waitForBrokerReady() }
+    }
+
+    /// Waits for the broker's "running" line, up to 30 s. Until then a SIGTERM would kill the
+    /// broker before its handlers exist, and `status` reports `starting`. A template that logs
+    /// nothing at the information level never prints the line, so the wait ends with a warning.
+    func waitForBrokerReady() -> String {
+        loop.run(until: .now + .seconds(30)) { broker.isReady || !broker.isRunning || stopRequests > 0 }
+        if broker.isReady {
+            return "mosquitto (pid \(broker.pid)) reports running"
+        }
+        if broker.isRunning && stopRequests == 0 {
+            Log.warning("mosquitto (pid \(broker.pid)) did not log its running line within 30 s; keep `log_type information` in the template so readiness can be seen")
+        }
+        return "mosquitto (pid \(broker.pid)) did not report running"
     }
 
     func startBroker() throws {

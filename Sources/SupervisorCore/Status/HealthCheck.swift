@@ -88,17 +88,14 @@ struct HealthCheck {
         if let reason = MountProof.mismatch(of: MountTable.entry(at: mountpoint), cipherdir: canonical) {
             return (false, "\(mountpoint): \(reason)")
         }
-        let result = BoundedCall.run(until: deadline) { () -> Int32 in
-            var info = stat()
-            return stat(mountpoint, &info) == 0 ? 0 : errno
-        }
+        let result = BoundedCall.run(until: deadline) { Mountpoint.liveness(of: mountpoint) }
         switch result {
         case nil:
-            return (false, "stat of \(mountpoint) did not return before the timeout (gocryptfs frozen?)")
+            return (false, "statfs of \(mountpoint) did not return before the timeout; gocryptfs may be frozen")
         case 0?:
             return (true, "\(mountpoint) is a live gocryptfs mount of \(cipherdir)")
         case let code?:
-            return (false, "stat of \(mountpoint) failed: \(errnoText(code))")
+            return (false, "statfs of \(mountpoint) failed: \(errnoText(code))")
         }
     }
 

@@ -29,9 +29,13 @@ public enum MountProof {
         if let reason = mismatch(of: MountTable.entry(at: mountpoint), cipherdir: canonicalCipherdir) {
             throw SupervisorError(.mount, "the store is not mounted on \(mountpoint): \(reason); the broker was not started")
         }
+        let liveness = Mountpoint.liveness(of: mountpoint)
+        guard liveness == 0 else {
+            throw SupervisorError(.mount, "the mount on \(mountpoint) does not respond: \(errnoText(liveness)); the broker was not started")
+        }
         var info = stat()
         guard stat(mountpoint, &info) == 0 else {
-            throw SupervisorError(.mount, "the mount on \(mountpoint) does not respond: \(errnoText()); the broker was not started")
+            throw SupervisorError(.mount, "cannot stat the mount root \(mountpoint): \(errnoText()); the broker was not started")
         }
         if info.st_uid != user.uid || info.st_gid != user.gid || info.st_mode & 0o777 != 0o700 {
             guard chown(mountpoint, user.uid, user.gid) == 0, chmod(mountpoint, 0o700) == 0 else {

@@ -1,3 +1,4 @@
+import CSupervisor
 import Glibc
 
 /// The directory the store is mounted on, which is also the broker's persistence_location.
@@ -8,14 +9,18 @@ public struct Mountpoint {
         self.path = path
     }
 
-    /// True when the kernel lists a mount at the path but the FUSE server behind it is gone
-    /// (stat fails with ENOTCONN), which is what a killed gocryptfs leaves.
+    /// True when the kernel lists a mount at the path but the FUSE server behind it is gone,
+    /// which is what a killed gocryptfs leaves.
     public var hasDeadMount: Bool {
-        guard MountTable.entry(at: path) != nil else {
-            return false
-        }
-        var info = stat()
-        return stat(path, &info) != 0 && errno == ENOTCONN
+        MountTable.entry(at: path) != nil && Self.liveness(of: path) == ENOTCONN
+    }
+
+    /// Asks the filesystem at `path` for its statistics and returns 0 or the errno.
+    ///
+    /// statfs always reaches the FUSE server, while stat may be answered from the kernel's
+    /// attribute cache for a second after the server died, so only statfs proves the mount live.
+    public static func liveness(of path: String) -> Int32 {
+        csup_statfs_errno(path)
     }
 
     /// Makes the path ready for a mount: cleans a dead mount, creates a missing directory,
