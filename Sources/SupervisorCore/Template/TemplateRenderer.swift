@@ -20,9 +20,9 @@ public struct TemplateRenderer {
             var scanner = Scanner(text: Array(line), source: source, line: lineNumber, variables: variables)
             output += try scanner.expand(until: nil) + "\n"
         }
-        if !template.hasSuffix("\n") {
-            output.removeLast()
-        }
+        // Every line, the last one included, got a newline above; the split already accounts
+        // for a trailing newline in the template as an empty last line.
+        output.removeLast()
         return output
     }
 }
