@@ -93,6 +93,13 @@ import Testing
         #expect(result?.hasPrefix(problem) == true, "got: \(result ?? "nil")")
     }
 
+    @Test(arguments: ["listener tcp://10.96.0.5:1883", "listener 70000", "listener 0 127.0.0.1"])
+    func invalidListenerIsRejected(line: String) {
+        let text = Self.valid.replacingOccurrences(of: "listener 9001", with: line)
+        let result = BrokerConfig(text: text).validate(mountpoint: "/var/lib/mosquitto")
+        #expect(result?.contains("line 7:") == true, "got: \(result ?? "nil")")
+    }
+
     @Test func lastValueWins() {
         let config = BrokerConfig(text: Self.valid + "\npersistence false\n")
         #expect(config.validate(mountpoint: "/var/lib/mosquitto")?.hasPrefix("persistence must be true") == true)

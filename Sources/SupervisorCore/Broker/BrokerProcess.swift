@@ -50,10 +50,18 @@ public final class BrokerProcess {
         startedAtWallClock = wallClockSeconds()
     }
 
-    public func signal(_ signal: Int32) {
-        if isRunning {
-            kill(pid, signal)
+    /// Sends `signal` to the broker; logs and returns false when kill(2) fails, for example
+    /// when the container lacks CAP_KILL.
+    @discardableResult
+    public func signal(_ signal: Int32) -> Bool {
+        guard isRunning else {
+            return false
         }
+        guard kill(pid, signal) == 0 else {
+            Log.error("cannot send \(signalName(signal)) to mosquitto (pid \(pid)): \(errnoText()); the container needs the KILL capability")
+            return false
+        }
+        return true
     }
 }
 

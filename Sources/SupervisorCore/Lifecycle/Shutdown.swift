@@ -18,6 +18,13 @@ extension Supervisor {
         phase = .stopping
         let started = ContinuousClock.now
         let brokerStatus = stopBroker(checkFinalSave: { if case .requested = reason { return true }; return false }())
+        if broker.isRunning {
+            // Unmounting under a live broker would let it write into the underlying directory.
+            Log.error("mosquitto (pid \(broker.pid)) is still running after SIGKILL; leaving \(settings.mountpoint) mounted")
+            control.stop()
+            Log.info("exiting with code \(SupervisorError.Code.unmount.rawValue)")
+            return SupervisorError.Code.unmount.rawValue
+        }
 
         let mountpointPath = settings.mountpoint
         var unmounted: Bool
@@ -79,7 +86,9 @@ extension Supervisor {
             broker.signal(SIGKILL)
             loop.run(until: .now + .seconds(5)) { !broker.isRunning }
         }
-        let status = broker.exitStatus ?? .signaled(SIGKILL)
+        guard let status = broker.exitStatus else {
+            return nil
+        }
         Log.info("mosquitto stopped with \(status) (\(formatDuration(.now - started)))")
         if checkFinalSave {
             let after = FileIdentity(path: database)

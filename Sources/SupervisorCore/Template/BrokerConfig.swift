@@ -82,6 +82,15 @@ public struct BrokerConfig: Sendable, Equatable {
         guard directives.contains(where: { $0.name == "listener" }) else {
             return "there is no listener line; add one such as `listener 1883`"
         }
+        for directive in directives where directive.name == "listener" {
+            let fields = directive.value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let port = fields.first.flatMap({ Int($0) }), (0...65535).contains(port) else {
+                return "line \(directive.line): the listener port must be a number from 0 to 65535 (found `listener \(directive.value)`); check MOSQUITTO_PORT and MOSQUITTO_WEBSOCKETS_PORT"
+            }
+            if port == 0 && !(fields.count > 1 && fields[1].hasPrefix("/")) {
+                return "line \(directive.line): `listener 0` needs a Unix socket path as its address (found `listener \(directive.value)`)"
+            }
+        }
         return nil
     }
 
