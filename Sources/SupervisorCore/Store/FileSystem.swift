@@ -48,20 +48,28 @@ enum FileSystem {
         return names.count > limit ? "\(shown) and \(names.count - limit) more" : shown
     }
 
+    /// Reads up to about `limit` bytes of a file; nil when it cannot be opened or read (a
+    /// directory, for example), with errno telling why.
     static func readAll(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             return nil
         }
-        defer { close(fd) }
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while result.count < limit {
             let count = read(fd, &buffer, buffer.count)
             if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
+            if count < 0 {
+                let readError = errno
+                close(fd)
+                errno = readError
+                return nil
+            }
+            if count == 0 { break }
             result.append(contentsOf: buffer[0..<count])
         }
+        close(fd)
         return result
     }
 }

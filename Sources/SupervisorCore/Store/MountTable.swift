@@ -24,10 +24,13 @@ public enum MountTable {
     }
 
     public static func current() -> [MountEntry] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else {
+        // Read to the end: Foundation's String(contentsOfFile:) returns only the first 4 KB of a
+        // procfs file (checked with Swift 6.3 on Linux), which drops later mounts once the table
+        // grows past that.
+        guard let bytes = FileSystem.readAll("/proc/self/mountinfo", limit: Int.max) else {
             return []
         }
-        return parse(text)
+        return parse(String(decoding: bytes, as: UTF8.self))
     }
 
     /// The topmost mount at `path`, if any.

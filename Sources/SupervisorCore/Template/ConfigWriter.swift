@@ -11,7 +11,7 @@ public struct ConfigWriter {
     /// The variables a template may use: the environment, then the supervisor's own settings.
     ///
     /// `SUPERVISOR_ALLOW_ANONYMOUS` is derived: `false` whenever `MOSQUITTO_PASSWORD_FILE` is set,
-    /// otherwise `MOSQUITTO_ALLOW_ANONYMOUS` (default `true`).
+    /// otherwise `MOSQUITTO_ALLOW_ANONYMOUS` (`true` when unset or empty).
     public func variables(environment: [String: String]) -> [String: String] {
         var variables = environment
         variables["GOCRYPT_PASSWORD"] = nil
@@ -21,8 +21,9 @@ public struct ConfigWriter {
         variables["SUPERVISOR_TEMPLATE"] = settings.template
         variables["SUPERVISOR_BROKER_USER"] = settings.brokerUser
         let passwordFile = environment["MOSQUITTO_PASSWORD_FILE"] ?? ""
+        let allowAnonymous = environment["MOSQUITTO_ALLOW_ANONYMOUS"] ?? ""
         variables["SUPERVISOR_ALLOW_ANONYMOUS"] = passwordFile.isEmpty
-            ? (environment["MOSQUITTO_ALLOW_ANONYMOUS"] ?? "true") : "false"
+            ? (allowAnonymous.isEmpty ? "true" : allowAnonymous) : "false"
         return variables
     }
 
@@ -33,10 +34,13 @@ public struct ConfigWriter {
                 "cannot read the template \(settings.template): \(errnoText()); mount your template there or set SUPERVISOR_TEMPLATE")
         }
         let template = String(decoding: bytes, as: UTF8.self)
-        let text = try TemplateRenderer(variables: variables(environment: environment))
+        var text = try TemplateRenderer(variables: variables(environment: environment))
             .render(template, source: settings.template)
+        if settings.durability == .journal {
+            text = JournalConfig(settings: settings).render(text)
+        }
         let config = BrokerConfig(text: text)
-        if let problem = config.validate(mountpoint: settings.mountpoint) {
+        if let problem = config.validate(mountpoint: settings.mountpoint, durability: settings.durability) {
             throw SupervisorError(.template, "the configuration rendered from \(settings.template) is rejected: \(problem)")
         }
         return (text, config)

@@ -1,0 +1,78 @@
+# Image of the supervisor, Mosquitto and gocryptfs. `supervisor run` is PID 1: it unlocks and
+# mounts the encrypted store on /encrypted, then starts and supervises the broker.
+#
+# Two ways to get the supervisor binary, chosen by the build argument SUPERVISOR_BINARY:
+#   source    (default) compile it in the official Swift image. This is the path for users:
+#               docker build -t mosquitto-supervisor:local .
+#   prebuilt  copy a static binary that was built on the host into the image. CI uses this
+#             path because it cannot pull the Swift image:
+#               swift build -c release --static-swift-stdlib
+#               install -D .build/release/supervisor prebuilt/supervisor
+#               DOCKER_BUILDKIT=1 docker build --build-arg SUPERVISOR_BINARY=prebuilt \
+#                   -t mosquitto-supervisor:local .
+#             The host must run a glibc no newer than Debian bookworm's (2.36), because only
+#             the Swift libraries are linked statically.
+# Both paths end in the same runtime stage, so the images differ only in that one file.
+# The prebuilt path needs BuildKit, which skips the unused Swift stage. The legacy builder builds
+# every stage, so it would try to pull the Swift image.
+
+ARG SUPERVISOR_BINARY=source
+# NOTE: the tag follows the official image's <version>-bookworm naming. It is not pulled in CI,
+# which takes the prebuilt path, so the Swift stage is not tested there.
+ARG SWIFT_IMAGE=swift:6.3-bookworm
+
+# Path "source": build the static binary in the official Swift image.
+FROM ${SWIFT_IMAGE} AS supervisor-source
+WORKDIR /src
+COPY Package.swift ./
+COPY Sources ./Sources
+# Not compiled, but SwiftPM rejects a package whose declared test target folders are missing.
+COPY Tests ./Tests
+RUN swift build -c release --static-swift-stdlib --product supervisor \
+    && install -D -m 0755 .build/release/supervisor /out/supervisor
+
+# Path "prebuilt": take the binary from the build context file prebuilt/supervisor.
+# The legacy builder builds this stage on the "source" path too, where the file is absent.
+# Its COPY then still finds a source (Package.swift), because the wildcard may match nothing.
+FROM scratch AS supervisor-prebuilt
+COPY Package.swift prebuil[t]/supervisor /out/
+
+# A stage name, not an image, so there is no tag to pin.
+# hadolint ignore=DL3006
+FROM supervisor-${SUPERVISOR_BINARY} AS supervisor-binary
+
+# Runtime: Debian packages only, no compiler and no build tools.
+FROM debian:bookworm-slim
+
+# The broker user gets the fixed uid and gid 1883, as in the eclipse-mosquitto image that the
+# old shell entrypoint ran on. The encrypted files keep their owner, so a store written by that
+# image stays readable, and a password file on the host can be given to uid 1883.
+# The Debian package's postinst creates the user only when it is missing.
+# Package versions are not pinned: bookworm's security updates replace them, and the archive
+# then no longer serves the pinned version, which would break the build.
+# hadolint ignore=DL3008
+RUN groupadd --system --gid 1883 mosquitto \
+    && useradd --system --uid 1883 --gid mosquitto --home-dir /var/lib/mosquitto \
+        --no-create-home --shell /usr/sbin/nologin mosquitto \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        mosquitto gocryptfs fuse3 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=supervisor-binary /out/supervisor /usr/local/bin/supervisor
+COPY mosquitto.conf.template /etc/mosquitto/mosquitto.conf.template
+COPY config/acl /etc/mosquitto/acl
+# The broker re-reads the ACL file as user mosquitto on SIGHUP, and a checkout made under a
+# strict umask would leave it unreadable. (COPY --chmod would need BuildKit.)
+RUN chmod 0644 /etc/mosquitto/mosquitto.conf.template /etc/mosquitto/acl
+
+# The mosquitto package's own configuration and init script are not used: the supervisor
+# renders /run/mosquitto/mosquitto.conf from the template at every start.
+VOLUME /encrypted
+EXPOSE 1883 9001
+STOPSIGNAL SIGTERM
+# `supervisor status` bounds itself by --timeout, which stays below the check's own timeout.
+HEALTHCHECK --interval=10s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["supervisor", "status", "--timeout", "5"]
+ENTRYPOINT ["supervisor", "run"]
