@@ -31,10 +31,17 @@ public struct SupervisorError: Error, CustomStringConvertible, Sendable {
         public static let restartLimit = Code(rawValue: 74, name: "restart-limit")
         /// A system call failed where no other code applies.
         public static let system = Code(rawValue: 75, name: "system")
+        /// `supervisor passwd` or `rekey`: another process uses the store (a gocryptfs mount of the
+        /// cipherdir elsewhere, or the store's lock is held); `supervisor run`: a rekey holds the lock.
+        public static let inUse = Code(rawValue: 76, name: "in-use")
+        /// `supervisor rekey`: the cipherdir's filesystem lacks the space or inodes for the new store.
+        public static let noSpace = Code(rawValue: 77, name: "no-space")
+        /// `supervisor rekey`: a copied file differs from its original; the old store stays in use.
+        public static let verification = Code(rawValue: 78, name: "verification")
 
         public static let all: [Code] = [
             .usage, .passphrase, .environment, .cipherdir, .mountpoint, .mount, .template,
-            .database, .storeLost, .unmount, .restartLimit, .system,
+            .database, .storeLost, .unmount, .restartLimit, .system, .inUse, .noSpace, .verification,
         ]
 
         public var description: String { name }

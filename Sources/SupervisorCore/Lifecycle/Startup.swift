@@ -160,10 +160,15 @@ extension Supervisor {
     }
 
     func gocryptfsExited(_ status: ExitStatus) {
-        guard phase != .stopping || broker.isRunning else {
+        guard phase == .running || broker.isRunning else {
+            // Before the broker starts, the startup step that waits for or proves the mount
+            // reports the failure in its own error line, with the fix.
+            if phase == .starting && mount.isReady {
+                Log.warning("gocryptfs (pid \(mount.pid)) ended with \(status) during startup")
+            }
             return
         }
-        Log.error("gocryptfs (pid \(mount.pid)) ended with \(status) while the store was in use")
+        Log.error("gocryptfs (pid \(mount.pid)) ended with \(status) while the store on \(settings.mountpoint) was in use; find the cause in its output above or in the kernel log (out-of-memory killer), then start again")
         if broker.isRunning {
             broker.signal(SIGKILL)
             Log.error("killed mosquitto (pid \(broker.pid)) at once, because its store is gone")

@@ -82,7 +82,8 @@ public final class Supervisor {
                 return shutDown(reason: .storeLost)
             }
             let status = broker.exitStatus ?? .exited(0)
-            Log.error("mosquitto (pid \(broker.pid)) ended by itself with \(status)\(lastBrokerLine())")
+            let explanation = BrokerExit.explanation(of: status, output: broker.recentOutput, template: settings.template)
+            Log.error("mosquitto (pid \(broker.pid)) ended by itself with \(status)\(explanation)")
             guard settings.restart == .onFailure, status != .exited(0) else {
                 return shutDown(reason: .brokerEnded(status))
             }
@@ -119,11 +120,6 @@ public final class Supervisor {
         Log.info("restarting mosquitto in \(formatDuration(delay))")
         loop.run(until: .now + delay) { stopRequests > 0 || !mount.isRunning }
         return stopRequests == 0 && mount.isRunning
-    }
-
-    func lastBrokerLine() -> String {
-        guard let line = broker.recentOutput.last else { return "" }
-        return "; its last output: \(line)"
     }
 
     // MARK: - Signals
@@ -195,6 +191,8 @@ public final class Supervisor {
             probePort: brokerConfig?.probeTarget?.port,
             mosquittoVersion: versions.mosquitto,
             gocryptfsVersion: versions.gocryptfs,
-            steps: steps)
+            steps: steps,
+            durability: settings.durability.rawValue,
+            journal: settings.durability == .journal ? JournalStatus.read(JournalConfig(settings: settings).statusFile) : nil)
     }
 }

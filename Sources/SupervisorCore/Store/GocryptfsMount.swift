@@ -15,6 +15,10 @@ public final class GocryptfsMount {
 
     /// The line gocryptfs 2.3 prints once the kernel has the mount.
     static let readyLine = "Filesystem mounted and ready."
+    /// Progress lines that gocryptfs 2.3 prints on every mount; they are left out of error messages.
+    static let progressLines = [
+        "Reading Password from stdin", "Decrypting master key", "The option \"-allow_other\" is set.",
+    ]
 
     public init(cipherdir: String, mountpoint: String) {
         self.cipherdir = cipherdir
@@ -57,7 +61,9 @@ public final class GocryptfsMount {
             return
         }
         if let status = exitStatus {
-            let output = recentOutput.filter { !$0.hasPrefix("Reading Password") }.joined(separator: " ")
+            let output = recentOutput.filter { line in
+                !Self.progressLines.contains { line.hasPrefix($0) }
+            }.joined(separator: " ")
             throw GocryptfsExit.error(code: status.shellCode, cipherdir: cipherdir, mountpoint: mountpoint,
                                       operation: "mount", output: output)
         }

@@ -25,13 +25,16 @@ public struct Passphrase: Sendable, CustomStringConvertible {
     public static func read(passfile path: String) throws -> Passphrase {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            let reason = errnoText()
-            throw SupervisorError(.passphrase,
-                "cannot read passfile \(path): \(reason); mount the passphrase file there (a Docker or compose secret) or set SUPERVISOR_PASSFILE")
+            let code = errno
+            let fix = code == ENOENT
+                ? "mount the passphrase file there (a Docker or compose secret) or set SUPERVISOR_PASSFILE"
+                : "make it readable by root: owner uid 0 and mode 0400"
+            throw SupervisorError(.passphrase, "cannot read passfile \(path): \(errnoText(code)); \(fix)")
         }
         close(fd)
         guard let content = FileSystem.readAll(path, limit: 65536) else {
-            throw SupervisorError(.passphrase, "cannot read passfile \(path): \(errnoText()); check its permissions")
+            throw SupervisorError(.passphrase,
+                "cannot read passfile \(path): \(errnoText()); it must be a readable file whose first line is the passphrase")
         }
         return try validated(firstLine(of: content), origin: path)
     }
@@ -120,7 +123,7 @@ public struct PassphraseSource {
             return try Passphrase.read(passfile: settings.passfile)
         }
         if let legacyVariable {
-            Log.warning("reading the passphrase from GOCRYPT_PASSWORD, which other processes with access to the container's configuration can see; move it to a secret file and set SUPERVISOR_PASSFILE")
+            Log.warning("reading the passphrase from GOCRYPT_PASSWORD, which anyone who can inspect the container's configuration can read; put it in a secret file at \(settings.passfile) (or point SUPERVISOR_PASSFILE at one) and remove GOCRYPT_PASSWORD")
             return try Passphrase.validated(Passphrase.firstLine(of: legacyVariable), origin: "GOCRYPT_PASSWORD")
         }
         let generated = settings.generatedPassfile

@@ -79,7 +79,9 @@ final class Sandbox {
 
     /// True when the host's mount table lists a mount on the mountpoint.
     var isMounted: Bool {
-        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        // FileHandle reads to the end; String(contentsOfFile:) stops after the first 4 KB of a procfs file.
+        let bytes = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/mountinfo")).readToEnd()) ?? nil
+        let table = String(decoding: bytes ?? Data(), as: UTF8.self)
         return table.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first == Substring(mountpoint) }
     }
 

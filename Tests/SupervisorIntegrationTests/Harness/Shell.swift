@@ -9,12 +9,18 @@ struct CommandResult {
 
 /// Runs commands for the tests with Foundation.Process, with a time limit.
 enum Shell {
+    /// A perl program that clears the signal mask and execs its arguments. The test runner's
+    /// threads block SIGALRM and SIGTERM, and a child inherits that mask, so without the reset
+    /// `mosquitto_sub -W` never times out and `timeout` cannot stop anything.
+    static let resetSignalMask = "sigprocmask(SIG_SETMASK, POSIX::SigSet->new) or die \"sigprocmask: $!\"; exec {$ARGV[0]} @ARGV or die \"exec $ARGV[0]: $!\""
+
     @discardableResult
     static func run(_ arguments: [String], environment: [String: String]? = nil, input: Data? = nil,
                     timeout: TimeInterval = 30) throws -> CommandResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0].hasPrefix("/") ? arguments[0] : (Requirements.locate(arguments[0]) ?? arguments[0]))
-        process.arguments = Array(arguments.dropFirst())
+        let program = arguments[0].hasPrefix("/") ? arguments[0] : (Requirements.locate(arguments[0]) ?? arguments[0])
+        process.executableURL = URL(fileURLWithPath: Requirements.locate("perl") ?? "/usr/bin/perl")
+        process.arguments = ["-MPOSIX", "-e", resetSignalMask, program] + arguments.dropFirst()
         if let environment {
             process.environment = environment
         }
