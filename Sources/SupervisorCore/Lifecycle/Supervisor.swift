@@ -87,6 +87,12 @@ public final class Supervisor {
             guard settings.restart == .onFailure, status != .exited(0) else {
                 return shutDown(reason: .brokerEnded(status))
             }
+            // A broker that failed before it ever reported running (a rejected option, a port
+            // in use, an unreadable database) would fail the same way again.
+            guard broker.isReady else {
+                Log.error("not restarting mosquitto: it ended before it reported running, so a restart would fail the same way")
+                return shutDown(reason: .brokerEnded(status))
+            }
             guard waitBeforeRestart() else {
                 if stopRequests > 0 {
                     return shutDown(reason: .requested)

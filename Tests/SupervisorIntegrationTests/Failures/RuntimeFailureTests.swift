@@ -81,6 +81,24 @@ extension Integration {
             try FailureChecks.expectStoreIntact(sandbox, retained: expected)
         }
 
+        /// A broker that fails before it reports running would fail the same way again, so
+        /// on-failure does not restart it and the supervisor ends with the broker's code.
+        @Test func rejectedOptionIsNotRestarted() throws {
+            let sandbox = try Sandbox.seeded()
+            defer { sandbox.remove() }
+            let template = try String(contentsOfFile: sandbox.template, encoding: .utf8)
+            try sandbox.write(template + "\nbogus_option 1\n", to: sandbox.template, mode: 0o644)
+            let supervisor = try SupervisorUnderTest(sandbox: sandbox, environment: ["SUPERVISOR_RESTART": "on-failure"])
+            defer { supervisor.forceStop() }
+            FailureChecks.expectExit(supervisor, code: 3, errorLine: [
+                "mosquitto rejected its configuration", "bogus_option",
+            ], singleErrorLine: false, brokerStarted: true)
+            #expect(supervisor.supervisorLog.contains("not restarting mosquitto: it ended before it reported running"))
+            #expect(!supervisor.supervisorLog.contains("restarting mosquitto in"))
+            try sandbox.write(template, to: sandbox.template, mode: 0o644)
+            try FailureChecks.expectStoreIntact(sandbox, retained: [SeededStore.retainedLine])
+        }
+
         /// gocryptfs killed, crashed or stopped under a running broker: the broker is killed at
         /// once, the dead mount is removed only after the broker is gone, and the exit code is 72.
         /// On SIGTERM gocryptfs unmounts itself, lazily while files are open; the underlying
