@@ -43,6 +43,10 @@ short csup_spawn_setsid_flag(void) {
     return POSIX_SPAWN_SETSID;
 }
 
+int csup_spawn_add_close_from(void *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowfd);
+}
+
 int csup_syncfs(int fd) {
     return syncfs(fd);
 }

@@ -13,6 +13,10 @@ let usage = """
                                     health check: exit 0 when healthy, 1 when not
       supervisor render [OPTIONS]   print the configuration rendered from the template and exit
       supervisor version            print the versions of the supervisor, mosquitto and gocryptfs
+      supervisor passwd --new-passfile FILE [OPTIONS]
+                                    change the passphrase of the store (the master key stays)
+      supervisor rekey --new-passfile FILE [OPTIONS]
+                                    replace the store's master key, with the broker stopped
       supervisor COMMAND --help     help for one command
 
     Exit codes of `supervisor run` are listed in the README.
@@ -31,6 +35,11 @@ let runHelp = """
     Each option can also be set by the environment variable named after it; the flag wins.
 
     \(Settings.optionHelp)
+
+    Exit codes: 0 clean stop; the broker's own code, or 128+signal, when it ended by itself;
+    64 invalid setting, 65 passphrase, 66 environment (/dev/fuse, programs, user), 67 cipherdir,
+    68 mountpoint, 69 mount not ready or not proven, 70 template, 71 broker database,
+    72 gocryptfs ended while in use, 73 unmount failed, 74 restart limit, 75 system call failed.
     """
 
 let renderHelp = """
@@ -113,6 +122,30 @@ case "version":
     print("supervisor \(supervisorVersion)")
     for line in VersionProbe.externalVersions(environment: ProcessInfo.processInfo.environment) {
         print(line)
+    }
+
+case "passwd":
+    if wantsHelp(arguments) {
+        print(PasswdCommand.help)
+        exit(0)
+    }
+    do {
+        let command = try PasswdCommand(environment: ProcessInfo.processInfo.environment, arguments: arguments)
+        exit(try command.run())
+    } catch {
+        fail(error)
+    }
+
+case "rekey":
+    if wantsHelp(arguments) {
+        print(RekeyCommand.help)
+        exit(0)
+    }
+    do {
+        let command = try RekeyCommand(environment: ProcessInfo.processInfo.environment, arguments: arguments)
+        exit(try command.run())
+    } catch {
+        fail(error)
     }
 
 case "--help", "-h", "help":

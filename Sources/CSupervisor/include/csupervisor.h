@@ -17,6 +17,10 @@ int csup_read_signal(int fd);
 /// Returns POSIX_SPAWN_SETSID, a macro that Swift cannot import.
 short csup_spawn_setsid_flag(void);
 
+/// Adds "close every descriptor from LOWFD up" to a posix_spawn_file_actions_t (glibc 2.34
+/// and later), so a child inherits only its standard streams. ACTIONS points to the actions.
+int csup_spawn_add_close_from(void *actions, int lowfd);
+
 /// Calls syncfs(2) on the filesystem that contains the open file descriptor.
 int csup_syncfs(int fd);
 

@@ -27,4 +27,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var mosquittoVersion: String?
     public var gocryptfsVersion: String?
     public var steps: [Step]
+    /// "autosave" or "journal" (SUPERVISOR_DURABILITY).
+    public var durability: String? = nil
+    /// The journal plugin's counters in journal mode, when its status file could be read.
+    public var journal: JournalStatus? = nil
 }

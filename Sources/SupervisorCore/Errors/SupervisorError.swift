@@ -31,8 +31,8 @@ public struct SupervisorError: Error, CustomStringConvertible, Sendable {
         public static let restartLimit = Code(rawValue: 74, name: "restart-limit")
         /// A system call failed where no other code applies.
         public static let system = Code(rawValue: 75, name: "system")
-        /// `supervisor passwd` or `rekey`: another process uses the store (a gocryptfs mount of the
-        /// cipherdir elsewhere, or the store's lock is held); `supervisor run`: a rekey holds the lock.
+        /// The store is in use. For `supervisor passwd` and `rekey`: a gocryptfs mount of the
+        /// cipherdir elsewhere, or another process holds the store's lock. For `run`: a rekey holds it.
         public static let inUse = Code(rawValue: 76, name: "in-use")
         /// `supervisor rekey`: the cipherdir's filesystem lacks the space or inodes for the new store.
         public static let noSpace = Code(rawValue: 77, name: "no-space")

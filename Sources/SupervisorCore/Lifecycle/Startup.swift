@@ -7,7 +7,10 @@ extension Supervisor {
         let cipherdir = Cipherdir(path: settings.cipherdir)
         var passphrase: Passphrase?
         try step("prepare cipherdir") {
+            try RekeyRecovery.finishInterruptedRekey(cipherdir: settings.cipherdir, fusermount: programs.fusermount,
+                                                     children: children)
             let needsInit = try cipherdir.prepare()
+            try StoreLock.holdForRun(cipherdir: settings.cipherdir)
             let source = PassphraseSource(settings: settings, legacyVariable: legacyPassphrase)
             passphrase = try source.resolve(storeInitialized: !needsInit)
             if needsInit {
@@ -44,6 +47,10 @@ extension Supervisor {
             case .invalid(let reason): return "\(path): \(reason)"
             }
         }
+        try step("prepare durability") {
+            try DurabilityPreparation(settings: settings, user: user, mosquittoVersion: versions.mosquitto,
+                                      databaseFile: "\(settings.mountpoint)/\(brokerConfig!.persistenceFile)").prepare()
+        }
         try step("write configuration") {
             try ConfigWriter(settings: settings).write(renderedText, brokerGroup: user.gid)
             return "wrote \(settings.config)"
@@ -53,13 +60,19 @@ extension Supervisor {
             try startBroker()
             return "mosquitto (pid \(broker.pid)) started with \(settings.config)"
         }
-        try step("wait for broker") { waitForBrokerReady() }
+        try step("wait for broker") { try waitForBrokerReady() }
     }
 
     /// Waits for the broker's "running" line, up to 30 s. Until then a SIGTERM would kill the
     /// broker before its handlers exist, and `status` reports `starting`. A template that logs
     /// nothing at the information level never prints the line, so the wait ends with a warning.
-    func waitForBrokerReady() -> String {
+    func waitForBrokerReady() throws -> String {
+        // The versions are read while the broker starts, so they add nothing to the startup time.
+        versions.gocryptfs = try firstLine(of: programs.gocryptfs, ["-version"])?
+            .split(separator: ";").first.map(String.init)
+        if versions.mosquitto == nil {
+            versions.mosquitto = try firstLine(of: programs.mosquitto, ["-h"])
+        }
         loop.run(until: .now + .seconds(30)) { broker.isReady || !broker.isRunning || stopRequests > 0 }
         if broker.isReady {
             return "mosquitto (pid \(broker.pid)) reports running"
@@ -103,6 +116,10 @@ extension Supervisor {
         let path = environment["PATH"]
         func locate(_ name: String, _ variable: String) throws -> String {
             guard let found = ProgramLocator.locate(name, path: path) else {
+                if name.contains("/") {
+                    throw SupervisorError(.environment,
+                        "\(name) does not exist or is not executable; set \(variable) to the program's path")
+                }
                 throw SupervisorError(.environment,
                     "\(name) not found on PATH or not executable; install it (Debian package \(variable == "SUPERVISOR_FUSERMOUNT" ? "fuse3" : name)) or set \(variable)")
             }
@@ -129,9 +146,11 @@ extension Supervisor {
         let rendered = try ConfigWriter(settings: settings).render(environment: environment)
         brokerConfig = rendered.config
         renderedText = rendered.text
-        versions.gocryptfs = try firstLine(of: programs.gocryptfs, ["-version"])?
-            .split(separator: ";").first.map(String.init)
-        versions.mosquitto = try firstLine(of: programs.mosquitto, ["-h"])
+        if settings.durability == .journal {
+            // Journal mode checks the broker's plugin API before it starts; autosave mode reads
+            // the versions later, while the broker starts.
+            versions.mosquitto = try firstLine(of: programs.mosquitto, ["-h"])
+        }
     }
 
     private func firstLine(of program: String, _ arguments: [String]) throws -> String? {

@@ -78,7 +78,7 @@ public final class Supervisor {
             if stopRequests > 0 {
                 return shutDown(reason: .requested)
             }
-            if !mount.isRunning {
+            if !mount.isRunning || gocryptfsEndsSoon() {
                 return shutDown(reason: .storeLost)
             }
             let status = broker.exitStatus ?? .exited(0)
@@ -110,6 +110,15 @@ public final class Supervisor {
                 return shutDown(reason: .brokerEnded(status))
             }
         }
+    }
+
+    /// Waits up to 250 ms for gocryptfs to end after the broker ended by itself, and returns
+    /// true if it did. When gocryptfs is killed during a save, Mosquitto 2.0.11 can abort on the
+    /// failed save (glibc reports a double free) before this loop has reaped gocryptfs, and that
+    /// broker exit must still end the supervisor as a lost store.
+    func gocryptfsEndsSoon() -> Bool {
+        loop.run(until: .now + .milliseconds(250)) { !mount.isRunning }
+        return !mount.isRunning
     }
 
     /// Waits out the backoff before a restart: 1 s, doubling to at most 30 s.

@@ -49,12 +49,38 @@ public enum Log {
         var seconds = now.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        let millis = now.tv_nsec / 1_000_000
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-            parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-            parts.tm_hour, parts.tm_min, parts.tm_sec, millis)
+        let date = "\(padded(parts.tm_year + 1900, 4))-\(padded(parts.tm_mon + 1, 2))-\(padded(parts.tm_mday, 2))"
+        let time = "\(padded(parts.tm_hour, 2)):\(padded(parts.tm_min, 2)):\(padded(parts.tm_sec, 2))"
+        return "\(date)T\(time).\(padded(Int32(now.tv_nsec / 1_000_000), 3))Z"
     }
+}
+
+/// Returns `value` in decimal with at least `width` digits, zero-padded.
+///
+/// The supervisor formats numbers itself because Foundation's `String(format:)` links ICU's
+/// data into a static binary, which makes it about 50 MB larger.
+public func padded(_ value: Int32, _ width: Int) -> String {
+    let text = String(value)
+    return String(repeating: "0", count: max(0, width - text.count)) + text
+}
+
+/// Returns `value` rounded to `places` decimal places (0 to 3), such as "12.5".
+public func formatDecimal(_ value: Double, places: Int) -> String {
+    guard value.isFinite else {
+        return String(value)
+    }
+    var scale = 1.0
+    for _ in 0..<places {
+        scale *= 10
+    }
+    let scaled = (abs(value) * scale).rounded()
+    let whole = Int(scaled / scale)
+    let fraction = Int(scaled - Double(whole) * scale)
+    let sign = value < 0 && scaled > 0 ? "-" : ""
+    guard places > 0 else {
+        return "\(sign)\(whole)"
+    }
+    return "\(sign)\(whole).\(padded(Int32(fraction), places))"
 }
 
 /// Formats a duration for log lines, in milliseconds.
@@ -62,7 +88,7 @@ public func formatDuration(_ duration: Duration) -> String {
     let (seconds, attoseconds) = duration.components
     let millis = Double(seconds) * 1000 + Double(attoseconds) / 1e15
     if millis < 10 {
-        return String(format: "%.1f ms", millis)
+        return "\(formatDecimal(millis, places: 1)) ms"
     }
     return "\(Int(millis.rounded())) ms"
 }

@@ -43,6 +43,10 @@ public enum Spawner {
             }
         }
 
+        // Descriptors that are not close-on-exec (some opened by Foundation or inherited from the
+        // parent) would otherwise reach the child, and a gocryptfs holding one keeps it open.
+        _ = withUnsafeMutablePointer(to: &actions) { csup_spawn_add_close_from($0, 3) }
+
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

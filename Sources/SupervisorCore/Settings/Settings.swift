@@ -41,6 +41,12 @@ public struct Settings: Sendable, Equatable {
     /// The most broker restarts allowed within `restartWindow` seconds under `on-failure`.
     public var restartLimit = 5
     public var restartWindow: Double = 60
+    public var durability = DurabilityMode.autosave
+    /// The journal mode's broker plugin; empty means libmosquitto_journal.so next to the supervisor
+    /// binary, or else in /usr/lib/mosquitto-supervisor/.
+    public var journalPlugin = ""
+    /// Seconds between the broker's saves of sessions and subscriptions in journal mode.
+    public var sessionAutosaveInterval = 60
 
     public init() {}
 
@@ -101,6 +107,15 @@ public struct Settings: Sendable, Equatable {
         Option(variable: "SUPERVISOR_RESTART_WINDOW", flag: "--restart-window",
                help: "seconds over which restarts are counted (default 60)") {
                    $0.restartWindow = try seconds($1, "--restart-window") },
+        Option(variable: "SUPERVISOR_DURABILITY", flag: "--durability",
+               help: "autosave | journal: save the whole database after every change, or journal each retained message before its acknowledgement (default autosave)") {
+                   $0.durability = try choice($1, "--durability") },
+        Option(variable: "SUPERVISOR_JOURNAL_PLUGIN", flag: "--journal-plugin",
+               help: "journal mode's broker plugin (default: libmosquitto_journal.so next to the supervisor binary, else in /usr/lib/mosquitto-supervisor/)") {
+                   $0.journalPlugin = try path($1, "--journal-plugin") },
+        Option(variable: "SUPERVISOR_SESSION_AUTOSAVE_INTERVAL", flag: "--session-autosave-interval",
+               help: "journal mode: seconds between the broker's saves of sessions and subscriptions (default 60)") {
+                   $0.sessionAutosaveInterval = try intervalSeconds($1, "--session-autosave-interval") },
     ]
 
     /// Reads the settings from `environment`, then from `arguments` (flags win over variables).
@@ -129,6 +144,9 @@ public struct Settings: Sendable, Equatable {
                 value = String(argument[argument.index(after: equals)...])
             }
             guard let option = options.first(where: { $0.flag == name }) else {
+                if !argument.hasPrefix("-") {
+                    throw SupervisorError(.usage, "unexpected argument \(argument); options take the form --name value, see `supervisor run --help`")
+                }
                 throw SupervisorError(.usage, "unknown option \(argument); run `supervisor run --help` for the list")
             }
             if value == nil {

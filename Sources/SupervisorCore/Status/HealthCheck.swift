@@ -25,6 +25,10 @@ public struct HealthResult: Codable, Sendable {
     public var gocryptfsVersion: String?
     public var databaseAgeSeconds: Double?
     public var startupSteps: [StatusReport.Step]?
+    /// "autosave" or "journal".
+    public var durability: String? = nil
+    public var journalBytes: Int? = nil
+    public var journalLastSyncAgeSeconds: Double? = nil
 }
 
 /// Runs the checks of `supervisor status` in order, each bounded by what is left of the timeout.
@@ -66,6 +70,9 @@ struct HealthCheck {
             databaseAge = age
             return (healthy, detail)
         }
+        if report?.durability == DurabilityMode.journal.rawValue {
+            record("journal") { JournalHealth.check(report?.journal, now: wallClockSeconds()) }
+        }
 
         let now = wallClockSeconds()
         return HealthResult(
@@ -77,7 +84,9 @@ struct HealthCheck {
             brokerRestarts: report?.brokerRestarts, gocryptfsPid: report?.gocryptfsPid,
             cipherdir: cipherdir, mountpoint: mountpoint,
             mosquittoVersion: report?.mosquittoVersion, gocryptfsVersion: report?.gocryptfsVersion,
-            databaseAgeSeconds: databaseAge, startupSteps: report?.steps)
+            databaseAgeSeconds: databaseAge, startupSteps: report?.steps,
+            durability: report?.durability, journalBytes: report?.journal?.bytes,
+            journalLastSyncAgeSeconds: report?.journal?.lastSyncAt.map { now - $0 })
     }
 
     private func checkStore(cipherdir: String, mountpoint: String, deadline: ContinuousClock.Instant) -> (Bool, String) {
@@ -144,7 +153,7 @@ struct HealthCheck {
             return (false, "stat of \(file) did not return before the timeout", nil)
         }
         let age = modified.map { wallClockSeconds() - $0 }
-        let ageText = age.map { String(format: "%@ saved %.1f s ago", file, $0) } ?? "no \(file) yet (nothing saved since the store was created)"
+        let ageText = age.map { "\(file) saved \(formatDecimal($0, places: 1)) s ago" } ?? "no \(file) yet (nothing saved since the store was created)"
         if let failedSaves, failedSaves > 0 {
             return (false, "the broker logged \(failedSaves) failed save(s) (\"\(BrokerProcess.failedSaveText)\"); \(ageText)", age)
         }

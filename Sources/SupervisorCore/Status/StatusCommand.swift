@@ -14,7 +14,9 @@ public struct StatusCommand {
           broker        the mosquitto process exists and is not stopped
           mqtt          an MQTT CONNECT to the broker's first listener gets a CONNACK
           persistence   the broker has logged no failed save; reports the database's age
-        Exit code 0 when every check passes, 1 otherwise.
+          journal       journal mode only: the plugin's status is fresh, its witness session is
+                        subscribed and no write failed in the last minute; reports size and last sync
+        Exit code 0 when every check passes, 1 otherwise, 64 for an invalid option.
 
           --json              print one JSON object instead of one line per check
           --timeout SECONDS   bound for the whole command (default 3)
@@ -43,7 +45,7 @@ public struct StatusCommand {
                     value = index < arguments.count ? arguments[index] : ""
                 }
                 guard let seconds = Double(value), seconds > 0, seconds <= 600 else {
-                    throw SupervisorError(.usage, "--timeout must be a number of seconds between 0 and 600, got \"\(value)\"")
+                    throw SupervisorError(.usage, "--timeout must be a number of seconds above 0 and at most 600, got \"\(value)\"")
                 }
                 timeout = seconds
             } else {

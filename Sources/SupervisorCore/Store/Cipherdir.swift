@@ -24,7 +24,7 @@ public struct Cipherdir {
             guard FileSystem.makeDirectories(path, mode: 0o700) else {
                 throw SupervisorError(.cipherdir, "cannot create the cipherdir \(path): \(errnoText()); create it or mount a volume there")
             }
-            Log.warning("created the missing cipherdir \(path) for a new store; if you expected an existing store, stop the container and mount its volume there or correct SUPERVISOR_CIPHERDIR")
+            Log.warning("created the missing cipherdir \(path) for a new store; if you expected an existing store, stop and mount the store's volume there, or correct SUPERVISOR_CIPHERDIR")
         case (.other, let code) where code != 0:
             throw SupervisorError(.cipherdir, "cannot access the cipherdir \(path): \(errnoText(code)); check the volume mounted there")
         case (.other, _):

@@ -92,10 +92,8 @@ public struct DatabaseGuard {
         var seconds = time(nil)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        return "\(pad(parts.tm_year + 1900, 4))\(pad(parts.tm_mon + 1, 2))\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2))\(pad(parts.tm_min, 2))\(pad(parts.tm_sec, 2))Z"
+        let date = "\(padded(parts.tm_year + 1900, 4))\(padded(parts.tm_mon + 1, 2))\(padded(parts.tm_mday, 2))"
+        return "\(date)T\(padded(parts.tm_hour, 2))\(padded(parts.tm_min, 2))\(padded(parts.tm_sec, 2))Z"
     }
+
 }

@@ -35,7 +35,11 @@ enum FileSystem {
         var current = ""
         for component in path.split(separator: "/") {
             current += "/" + component
-            if mkdir(current, mode) != 0 && errno != EEXIST {
+            if mkdir(current, mode) == 0 {
+                // mkdir applies the umask; a 0700 umask would hide the rendered configuration
+                // from the broker user, so the mode is set exactly.
+                chmod(current, mode)
+            } else if errno != EEXIST {
                 return false
             }
         }

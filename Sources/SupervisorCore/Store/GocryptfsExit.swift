@@ -4,12 +4,16 @@
 /// 8 and 23 config write or load, 9 and 22 empty passphrase, 10 mountpoint, 11 config missing,
 /// 12 wrong passphrase, 19 fusermount failed.
 public enum GocryptfsExit {
-    public static func error(code: Int32, cipherdir: String, mountpoint: String, operation: String, output: String) -> SupervisorError {
+    /// - Parameter passphraseOrigin: where the passphrase came from (a path or a variable), so a
+    ///   wrong one can be found.
+    public static func error(code: Int32, cipherdir: String, mountpoint: String, operation: String, output: String,
+                             passphraseOrigin: String? = nil) -> SupervisorError {
         let detail = output.isEmpty ? "" : " (gocryptfs: \(output))"
         switch code {
         case 12:
+            let origin = passphraseOrigin.map { " from \($0)" } ?? ""
             return SupervisorError(.passphrase,
-                "wrong passphrase for the store in \(cipherdir)\(detail); provide the passphrase the store was created with")
+                "wrong passphrase\(origin) for the store in \(cipherdir)\(detail); provide the store's current passphrase (the one set at creation or by the last `supervisor passwd`); a file saved with Windows line endings adds a carriage return to it")
         case 9, 22:
             return SupervisorError(.passphrase,
                 "gocryptfs received an empty passphrase for \(cipherdir)\(detail); put the passphrase on the first line of the passfile")

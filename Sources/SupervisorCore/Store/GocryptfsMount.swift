@@ -65,7 +65,7 @@ public final class GocryptfsMount {
                 !Self.progressLines.contains { line.hasPrefix($0) }
             }.joined(separator: " ")
             throw GocryptfsExit.error(code: status.shellCode, cipherdir: cipherdir, mountpoint: mountpoint,
-                                      operation: "mount", output: output)
+                                      operation: "mount", output: output, passphraseOrigin: passphrase.origin)
         }
         children.terminate(pid)
         if !finished {

@@ -61,7 +61,7 @@ public struct BrokerConfig: Sendable, Equatable {
     }
 
     /// Checks that the broker will save every change onto the mount; returns the first problem.
-    public func validate(mountpoint: String) -> String? {
+    public func validate(mountpoint: String, durability: DurabilityMode = .autosave) -> String? {
         guard value(of: "persistence") == "true" else {
             return "persistence must be true (found \(value(of: "persistence") ?? "no persistence line")); set `persistence true`"
         }
@@ -72,12 +72,18 @@ public struct BrokerConfig: Sendable, Equatable {
         guard !persistenceFile.contains("/") else {
             return "persistence_file must be a file name without a directory (found \(persistenceFile))"
         }
-        guard value(of: "autosave_on_changes") == "true" else {
-            return "autosave_on_changes must be true (found \(value(of: "autosave_on_changes") ?? "none")); set `autosave_on_changes true`"
-        }
-        let interval = value(of: "autosave_interval") ?? ""
-        guard let number = Int(interval), number > 0 else {
-            return "autosave_interval must be a positive whole number (found \(interval.isEmpty ? "none" : interval)); Mosquitto reads anything else as 0, which turns autosave off"
+        if durability == .journal {
+            if let problem = journalProblem() {
+                return problem
+            }
+        } else {
+            guard value(of: "autosave_on_changes") == "true" else {
+                return "autosave_on_changes must be true (found \(value(of: "autosave_on_changes") ?? "none")); set `autosave_on_changes true`"
+            }
+            let interval = value(of: "autosave_interval") ?? ""
+            guard let number = Int(interval), number > 0 else {
+                return "autosave_interval must be a positive whole number (found \(interval.isEmpty ? "none" : interval)); Mosquitto reads anything else as 0, which turns autosave off"
+            }
         }
         guard directives.contains(where: { $0.name == "listener" }) else {
             return "there is no listener line; add one such as `listener 1883`"

@@ -77,7 +77,7 @@ extension Integration {
             let supervisor = try SupervisorUnderTest(sandbox: sandbox, environment: ["SUPERVISOR_GOCRYPTFS": missing])
             defer { supervisor.forceStop() }
             FailureChecks.expectExit(supervisor, code: 66, errorLine: [
-                "\(missing) not found on PATH or not executable", "SUPERVISOR_GOCRYPTFS",
+                "\(missing) does not exist or is not executable", "set SUPERVISOR_GOCRYPTFS to the program's path",
             ])
             try FailureChecks.expectStoreIntact(sandbox)
         }

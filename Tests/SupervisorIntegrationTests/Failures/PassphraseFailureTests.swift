@@ -92,8 +92,8 @@ extension Integration {
             let supervisor = try SupervisorUnderTest(sandbox: sandbox)
             defer { supervisor.forceStop() }
             FailureChecks.expectExit(supervisor, code: 65, errorLine: [
-                "wrong passphrase for the store in \(sandbox.cipherdir)", "Password incorrect",
-                "the passphrase the store was created with",
+                "wrong passphrase from \(sandbox.passfile) for the store in \(sandbox.cipherdir)", "Password incorrect",
+                "provide the store's current passphrase",
             ], secrets: [wrong])
             #expect(CipherdirSnapshot(sandbox) == before)
 

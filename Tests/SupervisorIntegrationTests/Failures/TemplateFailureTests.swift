@@ -18,7 +18,7 @@ extension Integration {
                           errorLine: ["variable UNDEFINED_LIMIT is not defined", "${UNDEFINED_LIMIT:-default}"]),
             TemplateFault(testDescription: "value with a newline",
                           environment: ["MOSQUITTO_BIND_ADDRESS": "127.0.0.1\nlistener 1884"],
-                          errorLine: ["line 27: the value of MOSQUITTO_BIND_ADDRESS contains control character 0xa",
+                          errorLine: ["mosquitto.conf.template line", "the value of MOSQUITTO_BIND_ADDRESS contains control character 0xa",
                                       "remove newlines"]),
             TemplateFault(testDescription: "persistence off", replacements: [("persistence true", "persistence false")],
                           errorLine: ["persistence must be true (found false)", "set `persistence true`"]),

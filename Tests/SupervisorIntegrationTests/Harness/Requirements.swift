@@ -7,7 +7,7 @@ import Testing
 /// Outside CI a missing requirement skips the tests with the reason. With `CI` set the tests
 /// run anyway and fail loudly, so a CI machine without FUSE never passes by skipping.
 enum Requirements {
-    static let programs = ["mosquitto", "mosquitto_pub", "mosquitto_sub", "gocryptfs", "fusermount3", "unshare", "nsenter", "ip"]
+    static let programs = ["mosquitto", "mosquitto_pub", "mosquitto_sub", "gocryptfs", "fusermount3", "unshare", "nsenter", "ip", "python3"]
 
     static var missing: [String] {
         var problems: [String] = []
@@ -36,7 +36,7 @@ enum Requirements {
     }
 
     static var reason: Comment {
-        "needs root, FUSE and the Debian packages mosquitto, mosquitto-clients, gocryptfs, fuse3, iproute2; missing: \(missing.joined(separator: ", "))"
+        "needs root, FUSE and the Debian packages mosquitto, mosquitto-clients, gocryptfs, fuse3, iproute2, python3; missing: \(missing.joined(separator: ", "))"
     }
 
     static func locate(_ program: String) -> String? {
@@ -67,6 +67,13 @@ enum Requirements {
         return URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug/supervisor").path
+    }
+
+    /// The Python 3 interpreter for the test helpers under tests/helpers. Debian's
+    /// /usr/bin/python3 comes first, because a version manager's shim on PATH adds about
+    /// 100 ms to every start.
+    static var python: String {
+        access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : (locate("python3") ?? "python3")
     }
 
     /// The repository root, for the shipped template and ACL.

@@ -14,23 +14,32 @@ final class SupervisorUnderTest {
     let supervisorLogPath: String
     let brokerLogPath: String
 
-    init(sandbox: Sandbox, environment: [String: String] = [:], arguments: [String] = [], name: String = "supervisor") throws {
+    /// - Parameters:
+    ///   - namespaceSetup: shell commands run inside the new namespaces, as root with all
+    ///     capabilities, just before the supervisor starts. The supervisor starts only when they
+    ///     succeed. Mounts made there reach the host when they land under a shared mount.
+    ///   - commandPrefix: a program and its arguments that exec the supervisor, such as
+    ///     `setpriv` to drop a capability.
+    init(sandbox: Sandbox, environment: [String: String] = [:], arguments: [String] = [], name: String = "supervisor",
+         namespaceSetup: String = "", commandPrefix: [String] = []) throws {
         self.sandbox = sandbox
         supervisorLogPath = "\(sandbox.logs)/\(name).err"
         brokerLogPath = "\(sandbox.logs)/\(name).out"
         FileManager.default.createFile(atPath: supervisorLogPath, contents: nil)
         FileManager.default.createFile(atPath: brokerLogPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Requirements.locate("unshare")!)
-        let prelude = "mount --make-private /proc 2>/dev/null; mount -t proc proc /proc && ip link set lo up && exec \"$0\" \"$@\""
+        let setup = namespaceSetup.isEmpty ? "" : "{\n\(namespaceSetup)\n} && "
+        let prelude = "mount --make-private /proc 2>/dev/null; mount -t proc proc /proc && ip link set lo up && \(setup)exec \"$0\" \"$@\""
+        let command = commandPrefix + [Requirements.supervisorBinary, "run"] + arguments
         process.arguments = ["--pid", "--fork", "--mount", "--propagation", "unchanged", "--net",
-                             "/bin/sh", "-c", prelude, Requirements.supervisorBinary, "run"] + arguments
+                             "/bin/sh", "-c", prelude] + command
         process.environment = sandbox.environment(environment)
         process.standardOutput = FileHandle(forWritingAtPath: brokerLogPath)
         process.standardError = FileHandle(forWritingAtPath: supervisorLogPath)
         process.standardInput = FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(5)
-        while hostPID == 0 && Date() < deadline {
+        while hostPID == 0 && process.isRunning && Date() < deadline {
             if let child = Self.children(of: process.processIdentifier).first,
                let command = try? String(contentsOfFile: "/proc/\(child)/cmdline", encoding: .utf8),
                command.contains("supervisor") && command.contains("run") && !command.contains("ip link") {
@@ -39,7 +48,9 @@ final class SupervisorUnderTest {
                 usleep(5_000)
             }
         }
-        guard hostPID != 0 else {
+        // A supervisor that fails at once may exit before it was seen; its exit code and log
+        // are still there, and hostPID stays 0.
+        guard hostPID != 0 || !process.isRunning else {
             throw HarnessError("the supervisor did not start under unshare; log: \(supervisorLog)")
         }
     }
@@ -82,7 +93,10 @@ final class SupervisorUnderTest {
     }
 
     func signal(_ signal: Int32) {
-        kill(hostPID, signal)
+        // kill(0, ...) would signal the test's own process group.
+        if hostPID > 0 {
+            kill(hostPID, signal)
+        }
     }
 
     /// Waits for the supervisor to exit and returns its exit code (unshare passes it on).
@@ -103,14 +117,16 @@ final class SupervisorUnderTest {
         return waitForExit(timeout: timeout)
     }
 
-    /// Runs a command in the supervisor's mount and network namespaces (and PID namespace when asked).
+    /// Runs a command in the supervisor's mount and network namespaces (and PID namespace when
+    /// asked), with `input` on its standard input.
     @discardableResult
-    func inNamespace(_ arguments: [String], pidNamespace: Bool = false, timeout: TimeInterval = 20) throws -> CommandResult {
+    func inNamespace(_ arguments: [String], pidNamespace: Bool = false, input: Data? = nil,
+                     timeout: TimeInterval = 20) throws -> CommandResult {
         var enter = ["nsenter", "-t", String(hostPID), "-m", "-n"]
         if pidNamespace {
             enter.append("-p")
         }
-        return try Shell.run(enter + ["--"] + arguments, timeout: timeout)
+        return try Shell.run(enter + ["--"] + arguments, input: input, timeout: timeout)
     }
 
     func publish(topic: String, message: String, user: String = "alice", qos: Int = 1, retain: Bool = true) throws -> CommandResult {
@@ -157,7 +173,7 @@ final class SupervisorUnderTest {
 
     /// Kills the whole namespace if a test left it running.
     func forceStop() {
-        if process.isRunning {
+        if process.isRunning && hostPID > 0 {
             kill(hostPID, SIGKILL)
             process.waitUntilExit()
         }

@@ -52,7 +52,7 @@ def packet(first_byte, body):
 
 
 class Client:
-    """One MQTT connection with a receive buffer; not thread-safe."""
+    """One MQTT connection with a receive buffer, for use from one thread."""
 
     def __init__(self, host, port, client_id, username, clean_session=True, timeout=10.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -122,7 +122,7 @@ class Client:
         return first >> 4, first & 0x0F, body
 
     def fill(self, timeout):
-        """Reads what the socket has within `timeout` seconds; returns False once it is closed."""
+        """Reads what the socket has within `timeout` seconds. Returns False once it is closed."""
         if self.closed:
             return False
         readable, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
@@ -139,11 +139,11 @@ class Client:
         return True
 
     def read_packet(self, deadline):
-        """Waits for the next packet until the monotonic `deadline`; None on timeout or close."""
+        """Waits for the next packet until the monotonic `deadline`. Returns None on timeout or close."""
         while True:
-            taken = self.take_packet()
-            if taken is not None:
-                return taken
+            received = self.take_packet()
+            if received is not None:
+                return received
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.fill(remaining):
                 return None
@@ -236,7 +236,7 @@ def command_retained(arguments):
 
 
 def kill_at(pid, target_ns):
-    """Sends SIGKILL to `pid` at the monotonic time `target_ns`; returns the time it was sent.
+    """Sends SIGKILL to `pid` at the monotonic time `target_ns` and returns when it was sent.
 
     It sleeps until about 2 ms before the target, then spins, because a sleep alone can
     overshoot by more than a millisecond.
@@ -273,9 +273,10 @@ def command_kill_after_ack(arguments):
 def command_storm(arguments):
     """Publishes retained QoS 1 messages without pause and kills --pid after --kill-after s.
 
-    Topic i % --topics gets message i. After the kill it keeps reading for a moment, then
-    prints one line per message sent: topic, payload and the time from its PUBACK to the
-    kill in milliseconds (negative when the PUBACK came after the kill, null when none came).
+    Topic i % --topics gets message i. After the kill it keeps reading PUBACKs for up to a
+    second. Then it prints one line per message sent: topic, payload, and the milliseconds
+    from its PUBACK to the kill. That time is negative when the PUBACK came after the kill,
+    and null when none came.
     """
     rng = random.Random(arguments.seed)
     client = connect(arguments)
@@ -305,8 +306,8 @@ def command_storm(arguments):
             if killed_at is None:
                 killed_at = kill_at(arguments.pid, kill_time)
             continue
-        while (taken := client.take_packet()) is not None:
-            kind, _, body = taken
+        while (received := client.take_packet()) is not None:
+            kind, _, body = received
             if kind == PUBACK and puback_id(body) in pending:
                 acknowledged[pending.pop(puback_id(body))] = time.monotonic_ns()
     for index, (topic, payload) in enumerate(sent):
