@@ -267,6 +267,11 @@ struct journal {
 int64_t wall_clock_ns(void);
 int64_t monotonic_ns(void);
 
+struct mosquitto_opt;
+/// Reads the plugin options into `options`; returns a MOSQ_ERR code and logs what is invalid.
+int options_parse(struct journal_options *options, struct mosquitto_opt *list, int count);
+void options_free(struct journal_options *options);
+
 int journal_open(struct journal *journal);
 void journal_close(struct journal *journal);
 /// Appends one record and makes it durable (write, then fdatasync). On failure nothing of the
