@@ -62,3 +62,17 @@ import Testing
         #expect(error?.message.hasPrefix("SUPERVISOR_STOP_TIMEOUT must be a number of seconds") == true)
     }
 }
+
+@Suite struct FormattingTests {
+    @Test(arguments: [
+        (12.345, 1, "12.3"), (0.05, 1, "0.1"), (9.96, 1, "10.0"), (3.0, 0, "3"), (-1.25, 1, "-1.3"), (0.004, 2, "0.00"),
+    ])
+    func decimalIsRounded(value: Double, places: Int, expected: String) {
+        #expect(formatDecimal(value, places: places) == expected)
+    }
+
+    @Test func paddedAddsLeadingZeros() {
+        #expect(padded(7, 3) == "007")
+        #expect(padded(2026, 2) == "2026")
+    }
+}

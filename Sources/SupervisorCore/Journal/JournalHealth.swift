@@ -13,20 +13,19 @@ enum JournalHealth {
         }
         let age = now - status.updatedAt
         if age > staleAfterSeconds {
-            return (false, String(format: "the journal plugin's status is %.0f s old; the broker's loop may be stuck", age))
+            return (false, "the journal plugin's status is \(formatDecimal(age, places: 0)) s old; the broker's loop may be stuck")
         }
         if status.witness != "subscribed" {
             return (false, "the journal's witness session is \(status.witness), so QoS 2 retained publishes are rejected until it subscribes (see the broker log)")
         }
         if let failure = status.lastFailureAt, now - failure < failureWindowSeconds {
-            return (false, String(format: "a journal write failed %.0f s ago (%d failed writes); retained publishes are rejected while the store cannot be written", now - failure, status.failedWrites))
+            return (false, "a journal write failed \(formatDecimal(now - failure, places: 0)) s ago (\(status.failedWrites) failed writes); retained publishes are rejected while the store cannot be written")
         }
-        let sync = status.lastSyncAt.map { String(format: "last sync %.1f s ago", now - $0) } ?? "nothing synced yet"
-        return (true, String(format: "journal %@ in %d segments (%@ live), %d topics, %@",
-                             megabytes(status.bytes), status.segments, megabytes(status.liveBytes), status.topics, sync))
+        let sync = status.lastSyncAt.map { "last sync \(formatDecimal(now - $0, places: 1)) s ago" } ?? "nothing synced yet"
+        return (true, "journal \(megabytes(status.bytes)) in \(status.segments) segments (\(megabytes(status.liveBytes)) live), \(status.topics) topics, \(sync)")
     }
 
     private static func megabytes(_ bytes: Int) -> String {
-        String(format: "%.1f MB", Double(bytes) / 1_000_000)
+        "\(formatDecimal(Double(bytes) / 1_000_000, places: 1)) MB"
     }
 }

@@ -52,7 +52,7 @@ extension Integration {
         @Test func randomizedModelMatchesAfterEveryRestart() throws {
             let seed = ProcessInfo.processInfo.environment["JOURNAL_MODEL_SEED"].flatMap { UInt64($0) }
                 ?? UInt64.random(in: 1...UInt64.max)
-            var random = SplitMix64(seed: seed)
+            var random = SeededGenerator(seed: seed)
             let sandbox = try Sandbox()
             defer { sandbox.remove() }
             // Small segments and a low compaction limit make compactions run during the cycles, so
@@ -124,26 +124,5 @@ extension Integration {
             print("journal model: seed \(seed), \(operations) operations in \(cycles) cycles, \(compactions) compactions")
             #expect(supervisor.stop() == 0)
         }
-    }
-}
-
-/// A small seeded generator (SplitMix64), so that a failing run can be repeated from its seed.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-
-    mutating func next(below bound: UInt64) -> UInt64 {
-        next() % bound
     }
 }
