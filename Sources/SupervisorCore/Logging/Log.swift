@@ -57,8 +57,8 @@ public enum Log {
 
 /// Returns `value` in decimal with at least `width` digits, zero-padded.
 ///
-/// The supervisor formats numbers itself because Foundation's `String(format:)` links ICU's
-/// data into a static binary, which makes it about 50 MB larger.
+/// The supervisor formats numbers itself, without Foundation's `String(format:)`, which depends
+/// on ICU's locale data.
 public func padded(_ value: Int32, _ width: Int) -> String {
     let text = String(value)
     return String(repeating: "0", count: max(0, width - text.count)) + text
