@@ -1,6 +1,6 @@
-/// Renders `mosquitto.conf.template`: `${NAME}`, `${NAME:-default}` (default when unset or empty)
-/// and `${NAME:+alternate}` (alternate when set and not empty) are replaced; defaults and
-/// alternates may contain references themselves. `$$` is a literal dollar sign.
+/// Renders `mosquitto.conf.template` by replacing `${NAME}`, `${NAME:-default}` (the default when
+/// NAME is unset or empty) and `${NAME:+alternate}` (the alternate when NAME is set and not empty).
+/// Defaults and alternates may contain references themselves. `$$` is a literal dollar sign.
 public struct TemplateRenderer {
     public let variables: [String: String]
 
@@ -20,8 +20,8 @@ public struct TemplateRenderer {
             var scanner = Scanner(text: Array(line), source: source, line: lineNumber, variables: variables)
             output += try scanner.expand(until: nil) + "\n"
         }
-        // Every line, the last one included, got a newline above; the split already accounts
-        // for a trailing newline in the template as an empty last line.
+        // Every line got a newline above, the last one included. A trailing newline of the
+        // template is already there as an empty last line, so one newline is too many.
         output.removeLast()
         return output
     }

@@ -9,7 +9,7 @@ import Glibc
 final class SupervisorUnderTest {
     let sandbox: Sandbox
     let process = Process()
-    /// The supervisor's pid as the host sees it.
+    /// The supervisor's pid in the host's PID namespace.
     private(set) var hostPID: pid_t = 0
     let supervisorLogPath: String
     let brokerLogPath: String
@@ -146,7 +146,7 @@ final class SupervisorUnderTest {
         return result.output.split(separator: "\n").map(String.init)
     }
 
-    /// The host pid of the supervisor's child with this command name (mosquitto, gocryptfs).
+    /// Returns the host pid of the supervisor's child with this command name (mosquitto, gocryptfs).
     func childPID(named name: String) -> pid_t? {
         Self.children(of: hostPID).first { pid in
             let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
