@@ -69,6 +69,18 @@ static void evict_oldest_pending(struct entry *entry, void *context) {
     }
 }
 
+/// Copies a record's fields and location into an index entry and counts its bytes as live.
+static void take_record(struct journal *journal, struct entry *entry, const struct journal_record *record,
+                        const struct location *where) {
+    entry->type = record->type;
+    entry->qos = record->qos;
+    entry->seq = record->seq;
+    entry->written_at_ns = record->written_at_ns;
+    entry->expiry_at = record->expiry_at;
+    entry->where = *where;
+    journal->live_bytes += where->length;
+}
+
 static void apply_pending(struct journal *journal, const struct journal_record *record,
                           const struct location *where, const uint8_t *copy) {
     char key[65536 + 9];
@@ -91,13 +103,7 @@ static void apply_pending(struct journal *journal, const struct journal_record *
         entry->client = NULL;
     }
     entry->record = owned;
-    entry->type = record->type;
-    entry->qos = record->qos;
-    entry->seq = record->seq;
-    entry->written_at_ns = record->written_at_ns;
-    entry->expiry_at = record->expiry_at;
-    entry->where = *where;
-    journal->live_bytes += where->length;
+    take_record(journal, entry, record, where);
     if (record->client_len) {
         entry->client = strndup(record->client, record->client_len);
     }
@@ -194,13 +200,7 @@ static void apply_locked(struct journal *journal, const struct journal_record *r
             memcpy(entry->record, copy, where->length);
         }
     }
-    entry->type = record->type;
-    entry->qos = record->qos;
-    entry->seq = record->seq;
-    entry->written_at_ns = record->written_at_ns;
-    entry->expiry_at = record->expiry_at;
-    entry->where = *where;
-    journal->live_bytes += where->length;
+    take_record(journal, entry, record, where);
     if (record->type == RECORD_DELETE) {
         journal->tombstones++;
     }

@@ -70,82 +70,65 @@ func wantsHelp(_ arguments: [String]) -> Bool {
     arguments.contains("--help") || arguments.contains("-h")
 }
 
+/// Prints `help` when the arguments request it; otherwise runs `body` and exits with the code it
+/// returns, or with the code of the error it throws.
+func perform(_ arguments: [String], help: String, _ body: () throws -> Int32) -> Never {
+    if wantsHelp(arguments) {
+        print(help)
+        exit(0)
+    }
+    do {
+        exit(try body())
+    } catch {
+        fail(error)
+    }
+}
+
 var arguments = Array(CommandLine.arguments.dropFirst())
 let command = arguments.isEmpty ? "" : arguments.removeFirst()
+let processEnvironment = ProcessInfo.processInfo.environment
 
 switch command {
 case "run":
-    if wantsHelp(arguments) {
-        print(runHelp)
-        exit(0)
-    }
-    let legacyPassphrase = PassphraseSource.takeLegacyVariable()
-    let environment = ProcessInfo.processInfo.environment.filter { $0.key != "GOCRYPT_PASSWORD" }
-    do {
+    perform(arguments, help: runHelp) {
+        // Read and scrubbed before the environment is copied for the children.
+        let legacyPassphrase = PassphraseSource.takeLegacyVariable()
+        let environment = processEnvironment.filter { $0.key != "GOCRYPT_PASSWORD" }
         let settings = try Settings.load(environment: environment, arguments: arguments)
         let supervisor = try Supervisor(settings: settings, environment: environment, legacyPassphrase: legacyPassphrase)
-        exit(supervisor.run())
-    } catch {
-        fail(error)
+        return supervisor.run()
     }
 
 case "status":
-    if wantsHelp(arguments) {
-        print(StatusCommand.help)
-        exit(0)
-    }
-    do {
-        let command = try StatusCommand(environment: ProcessInfo.processInfo.environment, arguments: arguments)
-        exit(command.run())
-    } catch {
-        fail(error)
+    perform(arguments, help: StatusCommand.help) {
+        try StatusCommand(environment: processEnvironment, arguments: arguments).run()
     }
 
 case "render":
-    if wantsHelp(arguments) {
-        print(renderHelp)
-        exit(0)
-    }
-    do {
-        let environment = ProcessInfo.processInfo.environment.filter { $0.key != "GOCRYPT_PASSWORD" }
+    perform(arguments, help: renderHelp) {
+        let environment = processEnvironment.filter { $0.key != "GOCRYPT_PASSWORD" }
         let settings = try Settings.load(environment: environment, arguments: arguments)
         print(try ConfigWriter(settings: settings).render(environment: environment).text, terminator: "")
-    } catch {
-        fail(error)
+        return 0
     }
 
 case "version":
-    if wantsHelp(arguments) {
-        print(versionHelp)
-        exit(0)
-    }
-    print("supervisor \(supervisorVersion)")
-    for line in VersionProbe.externalVersions(environment: ProcessInfo.processInfo.environment) {
-        print(line)
+    perform(arguments, help: versionHelp) {
+        print("supervisor \(supervisorVersion)")
+        for line in VersionProbe.externalVersions(environment: processEnvironment) {
+            print(line)
+        }
+        return 0
     }
 
 case "passwd":
-    if wantsHelp(arguments) {
-        print(PasswdCommand.help)
-        exit(0)
-    }
-    do {
-        let command = try PasswdCommand(environment: ProcessInfo.processInfo.environment, arguments: arguments)
-        exit(try command.run())
-    } catch {
-        fail(error)
+    perform(arguments, help: PasswdCommand.help) {
+        try PasswdCommand(environment: processEnvironment, arguments: arguments).run()
     }
 
 case "rekey":
-    if wantsHelp(arguments) {
-        print(RekeyCommand.help)
-        exit(0)
-    }
-    do {
-        let command = try RekeyCommand(environment: ProcessInfo.processInfo.environment, arguments: arguments)
-        exit(try command.run())
-    } catch {
-        fail(error)
+    perform(arguments, help: RekeyCommand.help) {
+        try RekeyCommand(environment: processEnvironment, arguments: arguments).run()
     }
 
 case "--help", "-h", "help":

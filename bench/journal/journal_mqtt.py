@@ -68,7 +68,7 @@ def encode_properties(properties):
 
 
 def decode_properties(data):
-    """Returns the publish properties this client knows, as a dict."""
+    """Returns the publish properties that this client decodes, as a dict."""
     result, offset = {}, 0
     while offset < len(data):
         identifier = data[offset]
@@ -132,7 +132,7 @@ class Client:
         kind, _, body = self.read_packet()
         reason = body[1] if len(body) > 1 else 255
         if kind != CONNACK or reason != 0:
-            raise ProtocolError("CONNECT refused: packet type %d, reason code %d" % (kind, reason))
+            raise ProtocolError("CONNECT rejected: packet type %d, reason code %d" % (kind, reason))
         self.session_present = bool(body[0] & 1)
 
     def send(self, first_byte, body):
@@ -276,7 +276,7 @@ def command_ops(arguments):
                                 True, properties)
         done += 1
         if reason >= 0x80:
-            raise ProtocolError("operation %d was refused with reason code 0x%02x" % (index, reason))
+            raise ProtocolError("operation %d was rejected with reason code 0x%02x" % (index, reason))
         if arguments.kill_pid and index == arguments.kill_after:
             os.kill(arguments.kill_pid, signal.SIGKILL)
             print(json.dumps({"acknowledged": done, "killed_after": index}))

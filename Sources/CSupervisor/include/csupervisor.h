@@ -2,7 +2,7 @@
 #define CSUPERVISOR_H
 
 // Linux calls that Swift's Glibc module does not export. The header declares only plain C
-// types, so it does not clash with Glibc's own view of the system headers; shim.c includes
+// types, so it does not clash with Glibc's own view of the system headers. shim.c includes
 // those headers with _GNU_SOURCE.
 
 /// Makes the calling process a child subreaper, so orphans of its descendants are re-parented to it.

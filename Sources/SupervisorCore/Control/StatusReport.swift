@@ -1,4 +1,4 @@
-/// What the running supervisor reports on its control socket, as JSON.
+/// The report that the running supervisor sends on its control socket, as JSON.
 public struct StatusReport: Codable, Sendable, Equatable {
     public enum Phase: String, Codable, Sendable {
         case starting, running, stopping

@@ -32,7 +32,7 @@ public struct SupervisorError: Error, CustomStringConvertible, Sendable {
         /// A system call failed where no other code applies.
         public static let system = Code(rawValue: 75, name: "system")
         /// The store is in use. For `supervisor passwd` and `rekey`: a gocryptfs mount of the
-        /// cipherdir elsewhere, or another process holds the store's lock. For `run`: a rekey holds it.
+        /// cipherdir elsewhere, or another process has locked the store. For `run`: a rekey has locked it.
         public static let inUse = Code(rawValue: 76, name: "in-use")
         /// `supervisor rekey`: the cipherdir's filesystem lacks the space or inodes for the new store.
         public static let noSpace = Code(rawValue: 77, name: "no-space")

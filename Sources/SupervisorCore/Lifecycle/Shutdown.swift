@@ -74,11 +74,13 @@ extension Supervisor {
         let before = FileIdentity(path: database)
         let started = ContinuousClock.now
         let requestsBefore = stopRequests
+
         broker.signal(SIGTERM)
         Log.info("sent SIGTERM to mosquitto (pid \(broker.pid)); grace period \(settings.stopTimeout) s")
         let exited = loop.run(until: .now + .seconds(settings.stopTimeout)) {
             !broker.isRunning || stopRequests > max(requestsBefore, 1)
         }
+
         var killed = false
         if !exited || broker.isRunning {
             killed = true
@@ -89,6 +91,7 @@ extension Supervisor {
         guard let status = broker.exitStatus else {
             return nil
         }
+
         Log.info("mosquitto stopped with \(status) (\(formatDuration(.now - started)))")
         if checkFinalSave {
             let after = FileIdentity(path: database)

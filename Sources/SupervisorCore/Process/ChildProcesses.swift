@@ -74,7 +74,7 @@ public final class ChildProcesses {
         return Started(pid: pid, input: wantsInput ? inputPipe[1] : nil, output: outputPipe[0])
     }
 
-    /// The exit status of a child, once it has been reaped.
+    /// Returns the exit status of a child once it has been reaped.
     public func status(of pid: pid_t) -> ExitStatus? {
         exits[pid]
     }

@@ -6,7 +6,7 @@ import Glibc
 /// until the caller's deadline passes, and never polls.
 ///
 /// The loop is also the one reaper: on every SIGCHLD it collects each exited child with
-/// `waitpid(-1, WNOHANG)`, orphans included, and reports the ones it was told to watch.
+/// `waitpid(-1, WNOHANG)`, orphans included, and reports each exit to `onChildExit`.
 public final class EventLoop {
     public typealias LineHandler = (String) -> Void
 
@@ -19,7 +19,7 @@ public final class EventLoop {
     public var onSignal: (Int32) -> Void = { _ in }
     /// Called for every reaped child, watched or not.
     public var onChildExit: (pid_t, ExitStatus) -> Void = { _, _ in }
-    /// Number of children reaped that nobody started directly (orphans re-parented to the supervisor).
+    /// Number of reaped children that the supervisor did not start itself (orphans re-parented to the supervisor).
     public private(set) var orphansReaped = 0
     private var known: Set<pid_t> = []
 

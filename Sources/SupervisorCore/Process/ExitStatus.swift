@@ -1,6 +1,6 @@
 import Glibc
 
-/// How a child process ended, decoded from a waitpid status.
+/// The way a child process ended, decoded from a waitpid status.
 public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)

@@ -1,7 +1,7 @@
 import CSupervisor
 import Glibc
 
-/// What to start: a program, its arguments, its environment and where its standard streams go.
+/// A program to start, with its arguments, its environment and the targets of its standard streams.
 public struct SpawnRequest {
     public var path: String
     public var arguments: [String]

@@ -1,4 +1,4 @@
-/// How `supervisor run` makes retained messages durable.
+/// The way `supervisor run` makes retained messages durable.
 public enum DurabilityMode: String, Sendable, CaseIterable {
     /// Mosquitto rewrites its whole database after every change (`autosave_on_changes`). It
     /// acknowledges a publish before that save, so a crash in between loses the message.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// What `supervisor run` does when an existing `mosquitto.db` cannot be read or is not a Mosquitto database.
+/// The action `supervisor run` takes when an existing `mosquitto.db` cannot be read or is not a Mosquitto database.
 public enum BadDatabasePolicy: String, Sendable, CaseIterable {
     /// Stop with an error and leave the file untouched.
     case refuse
@@ -8,7 +8,7 @@ public enum BadDatabasePolicy: String, Sendable, CaseIterable {
     case moveAside = "move-aside"
 }
 
-/// What `supervisor run` does when the broker ends without a stop request.
+/// The action `supervisor run` takes when the broker ends without a stop request.
 public enum RestartPolicy: String, Sendable, CaseIterable {
     /// Tear down in order and exit with the broker's status, so the container runtime decides.
     case never
@@ -23,7 +23,7 @@ public struct Settings: Sendable, Equatable {
     public var passfile = "/run/secrets/gocryptfs_passphrase"
     /// True when the passfile was named explicitly, so its absence is an error instead of a fallback.
     public var passfileExplicit = false
-    /// Where a generated passphrase is kept on first start when no passphrase is configured; empty disables it.
+    /// The path of the passphrase generated on first start when none is configured. Empty disables generation.
     public var generatedPassfile = ""
     public var template = "/etc/mosquitto/mosquitto.conf.template"
     public var config = "/run/mosquitto/mosquitto.conf"
@@ -38,7 +38,7 @@ public struct Settings: Sendable, Equatable {
     public var brokerUser = "mosquitto"
     public var badDatabase = BadDatabasePolicy.refuse
     public var restart = RestartPolicy.never
-    /// The most broker restarts allowed within `restartWindow` seconds under `on-failure`.
+    /// The maximum number of broker restarts within `restartWindow` seconds under `on-failure`.
     public var restartLimit = 5
     public var restartWindow: Double = 60
     public var durability = DurabilityMode.autosave

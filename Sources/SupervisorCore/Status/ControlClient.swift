@@ -13,13 +13,13 @@ public enum ControlClient {
             return .failure(SupervisorError(.usage, "the socket path \(path) is too long"))
         }
         if address.withSockaddr({ connect(fd, $0, $1) }) != 0 && errno != EINPROGRESS && errno != EAGAIN {
-            return .failure(SupervisorError(.system, "no supervisor answers on \(path): \(errnoText())"))
+            return .failure(SupervisorError(.system, "no supervisor is listening on \(path): \(errnoText())"))
         }
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
             guard MQTTProbe.wait(fd, for: Int16(POLLIN), until: deadline) else {
-                return .failure(SupervisorError(.system, "the supervisor on \(path) did not answer before the timeout"))
+                return .failure(SupervisorError(.system, "the supervisor on \(path) did not respond before the timeout"))
             }
             let count = recv(fd, &buffer, buffer.count, 0)
             if count < 0 && (errno == EAGAIN || errno == EINTR) {

@@ -1,15 +1,15 @@
 import Glibc
 
 /// Sends an MQTT 3.1.1 CONNECT with a clean session and waits for the CONNACK. It publishes and
-/// subscribes to nothing, so the broker has no change to save. Any return code counts as an
-/// answer, so no credentials are needed.
+/// subscribes to nothing, so the broker has no change to save. Any return code counts as a
+/// response, so no credentials are needed.
 public enum MQTTProbe {
     public enum Outcome: Equatable, Sendable {
         case connack(returnCode: UInt8)
         case failed(String)
     }
 
-    /// The CONNECT packet: protocol "MQTT" level 4, clean session, keep-alive 10 s, and `clientID`.
+    /// Returns the CONNECT packet: protocol "MQTT" level 4, clean session, keep-alive 10 s, and `clientID`.
     public static func connectPacket(clientID: String) -> [UInt8] {
         let id = Array(clientID.utf8)
         var variable: [UInt8] = [0x00, 0x04] + Array("MQTT".utf8) + [0x04, 0x02, 0x00, 0x0A]

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// `supervisor status`: the health check. It asks the running supervisor for its report and
+/// `supervisor status`: the health check. It requests the running supervisor's report and
 /// checks the store, the broker process, the broker's MQTT listener and persistence itself, all
 /// within one timeout, so a frozen process or a dead mount cannot make it hang.
 public struct StatusCommand {

@@ -15,7 +15,7 @@ public struct Cipherdir {
     }
 
     /// Checks that the directory can hold a store: creates it when missing, rejects one that is
-    /// not writable or holds other files without a gocryptfs.conf.
+    /// not writable or contains other files without a gocryptfs.conf.
     ///
     /// - Returns: true when the store still has to be initialized.
     public func prepare() throws -> Bool {

@@ -33,7 +33,7 @@ public enum MountTable {
         return parse(String(decoding: bytes, as: UTF8.self))
     }
 
-    /// The topmost mount at `path`, if any.
+    /// Returns the topmost mount at `path`, if any.
     public static func entry(at path: String, in entries: [MountEntry] = current()) -> MountEntry? {
         entries.last { $0.mountpoint == path }
     }

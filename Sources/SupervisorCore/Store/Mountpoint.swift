@@ -15,18 +15,17 @@ public struct Mountpoint {
         MountTable.entry(at: path) != nil && Self.liveness(of: path) == ENOTCONN
     }
 
-    /// Asks the filesystem at `path` for its statistics and returns 0 or the errno.
+    /// Calls statfs on `path` and returns 0 or the errno.
     ///
-    /// statfs always reaches the FUSE server, while stat may be answered from the kernel's
-    /// attribute cache for a second after the server died, so only statfs proves the mount live.
+    /// statfs always reaches the FUSE server. The kernel may serve stat from its attribute cache
+    /// for a second after the server died, so only statfs proves the mount live.
     public static func liveness(of path: String) -> Int32 {
         csup_statfs_errno(path)
     }
 
-    /// Makes the path ready for a mount: cleans a dead mount, creates a missing directory,
-    /// rejects anything else that is mounted or stored there, and leaves the directory
-    /// root-owned and not writable by others, so a broker that outlives the mount cannot write
-    /// plaintext into it.
+    /// Makes the path ready for a mount: cleans a dead mount, creates a missing directory and
+    /// rejects anything else that is mounted or stored there. The directory is left root-owned
+    /// and not writable by others, so a broker that outlives the mount cannot write plaintext into it.
     public func prepare(fusermount: String, children: ChildProcesses) throws {
         if hasDeadMount {
             Log.warning("found a dead mount on \(path), left by a gocryptfs that was killed; cleaning it up")

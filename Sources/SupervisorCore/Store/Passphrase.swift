@@ -7,7 +7,7 @@ public struct Passphrase: Sendable, CustomStringConvertible {
     public static let maximumLength = 2048
 
     public let bytes: [UInt8]
-    /// Where it came from, for log lines: a path or a variable name.
+    /// The origin for log lines: a path or a variable name.
     public let origin: String
 
     public var description: String { "passphrase from \(origin) (\(bytes.count) bytes)" }

@@ -41,7 +41,7 @@ public struct BrokerConfig: Sendable, Equatable {
         self.listeners = listeners
     }
 
-    /// The last value of a directive, which is the one Mosquitto uses for single-valued options.
+    /// Returns the last value of a directive, which is the one Mosquitto uses for single-valued options.
     public func value(of name: String) -> String? {
         directives.last { $0.name == name }?.value
     }

@@ -8,7 +8,7 @@ public struct ConfigWriter {
         self.settings = settings
     }
 
-    /// The variables a template may use: the environment, then the supervisor's own settings.
+    /// Returns the variables a template may use: the environment, then the supervisor's own settings.
     ///
     /// `SUPERVISOR_ALLOW_ANONYMOUS` is derived: `false` whenever `MOSQUITTO_PASSWORD_FILE` is set,
     /// otherwise `MOSQUITTO_ALLOW_ANONYMOUS` (`true` when unset or empty).

@@ -72,6 +72,7 @@ private struct Scanner {
         return result
     }
 
+    /// Expands one reference; `index` is just past its `${` and ends just past its `}`.
     private mutating func reference(evaluate: Bool) throws -> String {
         var name = ""
         while index < text.count, text[index].isLetter || text[index].isNumber || text[index] == "_" {
@@ -81,6 +82,7 @@ private struct Scanner {
         guard !name.isEmpty, !name.first!.isNumber else {
             throw SupervisorError(.template, "\(source) line \(line): expected a variable name after ${; write ${NAME}")
         }
+
         let value = variables[name]
         guard index < text.count else {
             throw SupervisorError(.template, "\(source) line \(line): ${\(name) has no closing }; close the reference")
@@ -96,9 +98,11 @@ private struct Scanner {
             }
             return try checked(value, name: name)
         }
+
         guard index + 1 < text.count, text[index] == ":", text[index + 1] == "-" || text[index + 1] == "+" else {
             throw SupervisorError(.template, "\(source) line \(line): unsupported form after ${\(name); use ${\(name)}, ${\(name):-default} or ${\(name):+alternate}")
         }
+
         let isDefault = text[index + 1] == "-"
         index += 2
         let isSet = !(value ?? "").isEmpty
@@ -108,6 +112,7 @@ private struct Scanner {
         guard evaluate else {
             return ""
         }
+
         if isDefault {
             return isSet ? try checked(value!, name: name) : alternative
         }

@@ -46,7 +46,7 @@ final class Sandbox {
         try write(shippedACL, to: acl, mode: 0o644)
     }
 
-    /// The environment that points `supervisor run` at this sandbox.
+    /// Returns the environment that points `supervisor run` at this sandbox.
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
         var environment = [
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -72,7 +72,7 @@ final class Sandbox {
         chmod(path, mode)
     }
 
-    /// Lists what is in the mountpoint's underlying directory, as the host sees it.
+    /// Lists what is in the mountpoint's underlying directory in the host's mount namespace.
     func filesUnderMountpoint() -> [String] {
         (try? FileManager.default.contentsOfDirectory(atPath: mountpoint)) ?? []
     }
