@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SupervisorCore
 
 // Blocked before any other thread exists, so every handled signal reaches the signalfd.
@@ -59,10 +60,10 @@ let versionHelp = """
 
 func fail(_ error: Error) -> Never {
     if let error = error as? SupervisorError {
-        FileHandle.standardError.write(Data("supervisor: \(error.message)\n".utf8))
+        Log.commandError(error.message)
         exit(error.code.rawValue)
     }
-    FileHandle.standardError.write(Data("supervisor: \(error)\n".utf8))
+    Log.commandError("\(error)")
     exit(SupervisorError.Code.system.rawValue)
 }
 
@@ -135,10 +136,10 @@ case "--help", "-h", "help":
     print(usage)
 
 case "":
-    FileHandle.standardError.write(Data("supervisor: missing command; run `supervisor --help`\n".utf8))
+    Log.commandError("missing command; run `supervisor --help`")
     exit(SupervisorError.Code.usage.rawValue)
 
 default:
-    FileHandle.standardError.write(Data("supervisor: unknown command \(command); run `supervisor --help`\n".utf8))
+    Log.commandError("unknown command \(command); run `supervisor --help`")
     exit(SupervisorError.Code.usage.rawValue)
 }

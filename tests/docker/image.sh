@@ -32,19 +32,27 @@ check_image() {
 check_source_path() {
     local context=$1 standin="$state/swift-standin" source_context="$state/source-context"
     mkdir -p "$standin"
-    cp "$context/prebuilt/supervisor" "$standin/supervisor"
+    cp "$context/prebuilt/supervisor" "$context/prebuilt/libmosquitto_journal.so" "$standin/"
     cat >"$standin/swift" <<'EOF'
 #!/bin/sh
 set -e
-expected="build -c release --static-swift-stdlib --product supervisor"
-[ "$*" = "$expected" ] || { echo "unexpected arguments: $*" >&2; exit 1; }
-for required in Package.swift Sources/supervisor/main.swift Tests; do
+for required in Package.swift Sources/supervisor/main.swift Sources/MosquittoJournal Tests; do
     [ -e "$required" ] || { echo "missing $required in the build stage" >&2; exit 1; }
 done
-install -D -m 0755 /opt/standin/supervisor .build/release/supervisor
+case "$*" in
+"build -c release --static-swift-stdlib --product supervisor")
+    install -D -m 0755 /opt/standin/supervisor .build/release/supervisor ;;
+"build -c release --product mosquitto_journal")
+    for header in mosquitto.h mosquitto_broker.h mosquitto_plugin.h; do
+        [ -e "/usr/include/$header" ] || { echo "missing /usr/include/$header in the build stage" >&2; exit 1; }
+    done
+    install -D -m 0755 /opt/standin/libmosquitto_journal.so .build/release/libmosquitto_journal.so ;;
+*)
+    echo "unexpected arguments: $*" >&2; exit 1 ;;
+esac
 EOF
     chmod 0755 "$standin/swift"
-    printf '%s\n' 'FROM debian:bookworm-slim' 'COPY supervisor swift /opt/standin/' \
+    printf '%s\n' 'FROM debian:bookworm-slim' 'COPY supervisor libmosquitto_journal.so swift /opt/standin/' \
         'ENV PATH=/opt/standin:$PATH' >"$standin/Dockerfile"
     "$DOCKER" build -q -t engine-test-swift-standin "$standin" >/dev/null
 
@@ -56,5 +64,8 @@ EOF
     check "source path puts the same supervisor in the image" \
         sh -c "'$DOCKER' run --rm --network none --entrypoint cat engine-test-source-path \
             /usr/local/bin/supervisor | cmp - '$context/prebuilt/supervisor'"
+    check "source path puts the same journal plugin in the image" \
+        sh -c "'$DOCKER' run --rm --network none --entrypoint cat engine-test-source-path \
+            /usr/lib/mosquitto-supervisor/libmosquitto_journal.so | cmp - '$context/prebuilt/libmosquitto_journal.so'"
     "$DOCKER" image rm engine-test-source-path engine-test-swift-standin >/dev/null 2>&1 || true
 }

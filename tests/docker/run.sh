@@ -11,7 +11,8 @@
 #
 # Environment: DOCKER_TEST_DATA_ROOT (dockerd data root, reused between runs), BASE_TARBALL
 # (cached root filesystem), SWIFT_SCRATCH (swift build --scratch-path), DEBIAN_MIRROR, and
-# SUPERVISOR_PREBUILT (a supervisor binary to put in the image instead of building one).
+# SUPERVISOR_PREBUILT with SUPERVISOR_PREBUILT_PLUGIN (a supervisor binary and a journal plugin to
+# put in the image instead of building them).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +25,8 @@ source "$here/image.sh"
 source "$here/scenarios.sh"
 # shellcheck source=tests/docker/migration.sh
 source "$here/migration.sh"
+# shellcheck source=tests/docker/journal.sh
+source "$here/journal.sh"
 
 data_root=${DOCKER_TEST_DATA_ROOT:-/var/tmp/mosquitto-supervisor-docker}
 base_tarball=${BASE_TARBALL:-/var/tmp/mosquitto-supervisor-bookworm-slim.tar}
@@ -39,8 +42,8 @@ run_started=$SECONDS
 for tool in dockerd "$DOCKER" docker-compose debootstrap mosquitto_pub mosquitto_sub; do
     command -v "$tool" >/dev/null || skip_or_fail "$tool not found; install docker.io docker-compose debootstrap mosquitto-clients"
 done
-if [ -z "${SUPERVISOR_PREBUILT:-}" ] && ! command -v swift >/dev/null; then
-    skip_or_fail "swift not found; put the Swift toolchain on PATH or set SUPERVISOR_PREBUILT"
+if { [ -z "${SUPERVISOR_PREBUILT:-}" ] || [ -z "${SUPERVISOR_PREBUILT_PLUGIN:-}" ]; } && ! command -v swift >/dev/null; then
+    skip_or_fail "swift not found; put the Swift toolchain on PATH or set SUPERVISOR_PREBUILT and SUPERVISOR_PREBUILT_PLUGIN"
 fi
 [ -c /dev/fuse ] || skip_or_fail "/dev/fuse is missing on this host"
 
@@ -69,20 +72,23 @@ trap 'exit 130' INT TERM
 
 # --- supervisor binary, daemon, base image, image ----------------------------------------------
 binary=${SUPERVISOR_PREBUILT:-}
-if [ -n "$binary" ]; then
-    say "using the supervisor binary $binary"
+plugin=${SUPERVISOR_PREBUILT_PLUGIN:-}
+if [ -n "$binary" ] && [ -n "$plugin" ]; then
+    say "using the supervisor binary $binary and the journal plugin $plugin"
 else
-    say "building the supervisor on the host (scratch path $swift_scratch)"
-    # The same swift build command as the Dockerfile's "source" stage.
+    say "building the supervisor and the journal plugin on the host (scratch path $swift_scratch)"
+    # The same swift build commands as the Dockerfile's "source" stage.
     if ! (cd "$repo" && swift build -c release --static-swift-stdlib --product supervisor \
-            --scratch-path "$swift_scratch") \
+            --scratch-path "$swift_scratch" \
+            && swift build -c release --product mosquitto_journal --scratch-path "$swift_scratch") \
             >"$state/swift-build.log" 2>&1; then
         tail -n 30 "$state/swift-build.log"
-        fail "host build of the supervisor" "swift build failed; see above"
+        fail "host build of the supervisor and the journal plugin" "swift build failed; see above"
         echo "$passed passed, $failed failed"
         exit 1
     fi
     binary="$swift_scratch/release/supervisor"
+    plugin="$swift_scratch/release/libmosquitto_journal.so"
 fi
 
 # Two daemons must never share a data root, so a second run waits here for the first.
@@ -109,6 +115,7 @@ mkdir -p "$context"
 tar -C "$repo" -cf - Dockerfile .dockerignore Package.swift Sources Tests mosquitto.conf.template config \
     | tar -C "$context" -xf -
 install -D -m 0755 "$binary" "$context/prebuilt/supervisor"
+install -D -m 0644 "$plugin" "$context/prebuilt/libmosquitto_journal.so"
 say "building $image on the prebuilt path"
 build_started=$SECONDS
 if DOCKER_BUILDKIT=1 "$DOCKER" build --network host --build-arg SUPERVISOR_BINARY=prebuilt \
@@ -126,6 +133,7 @@ check_image "$image"
 check_source_path "$context"
 check_main_deployment
 check_generated_passphrase
+check_journal_mode
 check_migration
 
 say "finished in $((SECONDS - run_started)) s; image size $image_size_mb MB"

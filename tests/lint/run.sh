@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Lints the container files: the Kubernetes manifests against the API schemas of Kubernetes
 # releases, the Dockerfile with hadolint, and the Compose files and manifests with yamllint.
+# It also checks that no source file imports all of Foundation, which would link ICU's data into
+# the static binary (docs/ARCHITECTURE.md).
 #
 # Usage: tests/lint/run.sh
 #
@@ -136,6 +138,12 @@ for version in "${KUBERNETES_VERSIONS[@]}"; do
 done
 
 check "hadolint Dockerfile" "$VENV/bin/hadolint" --no-color Dockerfile
+
+# Succeeds when no file under Sources imports Foundation (FoundationEssentials is allowed).
+no_foundation_import() {
+    ! grep -rn --include='*.swift' -E '^[[:space:]]*(@[A-Za-z_]+[[:space:]]+)?import[[:space:]]+Foundation[[:space:]]*$' Sources
+}
+check "Sources import FoundationEssentials, not Foundation" no_foundation_import
 
 mapfile -t yaml_files < <(ls docker-compose*.yml 2>/dev/null; find deploy \( -name '*.yaml' -o -name '*.yml' \) | sort
     echo .yamllint)

@@ -39,7 +39,7 @@ public enum BrokerExit {
 
     /// Drops Mosquitto's timestamp prefix ("2026-01-02T03:04:05: " or "1700000000: ").
     static func message(of line: String) -> String {
-        guard let separator = line.range(of: ": ") else {
+        guard let separator = line.firstRange(of: ": ") else {
             return line
         }
         let prefix = line[..<separator.lowerBound]
@@ -51,7 +51,7 @@ public enum BrokerExit {
 
     /// Returns the port of an "Opening ipv4 listen socket on port 1883." line.
     static func listenerPort(in message: String) -> Int? {
-        guard message.hasPrefix("Opening "), let range = message.range(of: "listen socket on port ") else {
+        guard message.hasPrefix("Opening "), let range = message.firstRange(of: "listen socket on port ") else {
             return nil
         }
         return Int(message[range.upperBound...].prefix { $0.isNumber })

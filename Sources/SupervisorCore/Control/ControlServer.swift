@@ -1,5 +1,5 @@
 import CSupervisor
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// The control socket: a Unix stream socket, owner-only, that writes one JSON status report to

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The "journal" check of `supervisor status` in journal mode.
 enum JournalHealth {

@@ -66,7 +66,7 @@ struct KeyCommandOptions {
         do {
             settings = try Settings.load(environment: environment, arguments: remaining)
         } catch let error as SupervisorError {
-            throw SupervisorError(error.code, error.message.replacingOccurrences(of: "supervisor run --help", with: "supervisor \(command) --help"))
+            throw SupervisorError(error.code, error.message.replacing("supervisor run --help", with: "supervisor \(command) --help"))
         }
         var options = KeyCommandOptions(settings: settings, oldPassfile: oldPassfile, newPassfile: newPassfile)
         options.removeOld = removeOld

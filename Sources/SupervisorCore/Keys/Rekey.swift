@@ -1,5 +1,5 @@
 import CSupervisor
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// One run of `supervisor rekey`: builds a new store with a new master key inside the
@@ -112,12 +112,11 @@ final class Rekey {
     /// Returns true when the FeatureFlags in gocryptfs.conf (a JSON file) include PlaintextNames.
     static func usesPlaintextNames(_ cipherdir: String) throws -> Bool {
         guard let content = FileSystem.readAll("\(cipherdir)/gocryptfs.conf", limit: 1 << 20),
-              let object = try? JSONSerialization.jsonObject(with: Data(content)) as? [String: Any] else {
+              let config = try? JSONDecoder().decode(GocryptfsConfigFlags.self, from: Data(content)) else {
             throw SupervisorError(.cipherdir,
                 "cannot read \(cipherdir)/gocryptfs.conf as a gocryptfs configuration; restore it from your backup")
         }
-        let flags = object["FeatureFlags"] as? [String] ?? []
-        return flags.contains("PlaintextNames")
+        return config.featureFlags?.contains("PlaintextNames") ?? false
     }
 
     private func lockExclusive() throws -> StoreLock? {
@@ -308,5 +307,14 @@ final class Rekey {
             return SupervisorError(error.code, "\(error.message); \(state)")
         }
         return SupervisorError(.system, "\(error); \(state)")
+    }
+}
+
+/// The one field of gocryptfs.conf that rekey reads.
+private struct GocryptfsConfigFlags: Decodable {
+    let featureFlags: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case featureFlags = "FeatureFlags"
     }
 }

@@ -18,6 +18,10 @@ extension Supervisor {
         phase = .stopping
         let started = ContinuousClock.now
         let brokerStatus = stopBroker(checkFinalSave: { if case .requested = reason { return true }; return false }())
+        if case .storeLost = reason, brokerStatus == nil, let status = broker.exitStatus {
+            // The loop reaped the broker, killed when gocryptfs ended, before shutdown began.
+            Log.info("mosquitto stopped with \(status)")
+        }
         if broker.isRunning {
             // Unmounting under a live broker would let it write into the underlying directory.
             Log.error("mosquitto (pid \(broker.pid)) is still running after SIGKILL; leaving \(settings.mountpoint) mounted")

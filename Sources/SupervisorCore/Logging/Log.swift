@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// The supervisor's log: one line per event on standard error, with a UTC timestamp and level.
@@ -19,6 +20,11 @@ public enum Log {
     public static func write(_ level: Level, _ message: String) {
         let line = "\(timestamp()) supervisor \(level.rawValue): \(message)\n"
         emit(line, to: STDERR_FILENO)
+    }
+
+    /// Writes a command's one-line error, `supervisor: <text>`, without timestamp or level.
+    public static func commandError(_ text: String) {
+        emit("supervisor: \(text)\n", to: STDERR_FILENO)
     }
 
     /// Copies one line of a child's output to standard output with the child's name in front.

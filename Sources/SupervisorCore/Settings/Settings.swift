@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The action `supervisor run` takes when an existing `mosquitto.db` cannot be read or is not a Mosquitto database.
 public enum BadDatabasePolicy: String, Sendable, CaseIterable {
@@ -128,8 +129,8 @@ public struct Settings: Sendable, Equatable {
                 do {
                     try option.apply(&settings, value)
                 } catch let error as SupervisorError {
-                    throw SupervisorError(.usage, error.message.replacingOccurrences(
-                        of: option.flag, with: option.variable))
+                    throw SupervisorError(.usage, error.message.replacing(
+                        option.flag, with: option.variable))
                 }
             }
         }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Reads the running supervisor's status report from its control socket, within a deadline.

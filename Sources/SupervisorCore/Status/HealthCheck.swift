@@ -1,5 +1,7 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
+import Synchronization
 
 /// The result of `supervisor status`, also its JSON form.
 public struct HealthResult: Codable, Sendable {
@@ -168,11 +170,10 @@ enum BoundedCall {
     static func run<T: Sendable>(until deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () -> T) -> T? {
         let box = ResultBox<T>()
         let semaphore = DispatchSemaphore(value: 0)
-        let thread = Thread {
+        DispatchQueue.global().async {
             box.set(body())
             semaphore.signal()
         }
-        thread.start()
         let remaining = deadline - .now
         let (seconds, attoseconds) = remaining.components
         let nanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
@@ -183,9 +184,8 @@ enum BoundedCall {
     }
 }
 
-private final class ResultBox<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T?
-    func set(_ newValue: T) { lock.withLock { value = newValue } }
-    func get() -> T? { lock.withLock { value } }
+private final class ResultBox<T: Sendable>: Sendable {
+    private let value = Mutex<T?>(nil)
+    func set(_ newValue: T) { value.withLock { $0 = newValue } }
+    func get() -> T? { value.withLock { $0 } }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// `supervisor status`: the health check. It requests the running supervisor's report and

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One line of /proc/self/mountinfo.
 public struct MountEntry: Equatable, Sendable {
