@@ -100,9 +100,15 @@ static int on_message(int event, void *event_data, void *userdata) {
     size_t topic_len = strlen(message->topic);
     const char *client_id = mosquitto_client_id(message->client);
     bool dollar_topic = message->topic[0] == '$';
-    bool pending = message->qos == 2 && !dollar_topic;
+    bool pending = message->qos == 2;
     if (topic_len > 65535) {
         return reject(plugin, message->client, "the topic is longer than 65535 bytes");
+    }
+    // No wildcard subscription of the witness matches a topic that starts with '$', so the plugin
+    // would never see the broker apply a QoS 2 publish there at its PUBREL.
+    if (pending && dollar_topic) {
+        return reject(plugin, message->client,
+                      "QoS 2 retained publishes to topics that start with $ are not supported in journal mode; publish them with QoS 0 or 1");
     }
 
     if (pending && !plugin->witness.subscribed) {

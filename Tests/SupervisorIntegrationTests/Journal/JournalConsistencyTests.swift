@@ -164,6 +164,29 @@ extension Integration {
             #expect(second.stop() == 0)
         }
 
+        /// No wildcard subscription of the witness matches a topic that starts with `$`, so the
+        /// plugin cannot see the release of a QoS 2 publish there and rejects it at PUBLISH.
+        @Test func dollarTopicQoS2IsRejected() throws {
+            let sandbox = try Sandbox()
+            defer { sandbox.remove() }
+            try sandbox.write("pattern readwrite %u/#\nuser alice\ntopic readwrite $app/#\n", to: sandbox.acl, mode: 0o644)
+            let first = try JournalMode.start(sandbox, name: "first")
+            defer { first.forceStop() }
+            let client = JournalClient(first)
+            #expect(throws: HarnessError.self) { try client.publish("$app/qos2", "dollar-QOS2-1717", qos: 2) }
+            #expect(JournalMode.waitForStatus(sandbox, "rejected_publishes", atLeast: 1) == 1)
+            #expect(first.brokerLog.contains("QoS 2 retained publishes to topics that start with $ are not supported in journal mode"))
+            #expect(try client.publish("$app/qos1", "dollar-QOS1-1818") == 0)
+            #expect(try client.retained(["$app/#"]).keys.sorted() == ["$app/qos1"])
+
+            let second = try Self.crashAndRestart(first, sandbox, name: "second")
+            defer { second.forceStop() }
+            let retained = try JournalClient(second).retained(["$app/#"])
+            #expect(retained.keys.sorted() == ["$app/qos1"])
+            #expect(retained["$app/qos1"]?.text == "dollar-QOS1-1818")
+            #expect(second.stop() == 0)
+        }
+
         @Test func sysTopicsAreNotJournaled() throws {
             let sandbox = try Sandbox()
             defer { sandbox.remove() }
