@@ -188,6 +188,12 @@ static int copy_segment(struct compaction *compaction, uint64_t number, struct o
     reader_close(&reader);
     close(fd);
 
+    // A test's crash point after the first input: the buffered records go to the file first, so
+    // that the crash leaves a partial output behind.
+    if (result == 0 && compaction->journal->options.test_crash_point == CRASH_POINT_COMPACTION_PARTIAL && output->used > 0
+        && pwrite(output->fd, output->buffer, output->used, (off_t)output->flushed) == (ssize_t)output->used) {
+        crash_point_reached(&compaction->journal->options, CRASH_POINT_COMPACTION_PARTIAL);
+    }
     if (result < 0) {
         // A sealed segment ends cleanly; anything else means it cannot be read whole now.
         errno = result == -1 ? EIO : errno;
@@ -220,6 +226,9 @@ static int compact(struct compaction *compaction) {
     if (rc == 0 && fdatasync(output.fd) != 0) {
         rc = -1;
     }
+    if (rc == 0) {
+        crash_point_reached(&compaction->journal->options, CRASH_POINT_COMPACTION_WRITTEN);
+    }
     int saved = errno;
     if (output.fd >= 0) {
         close(output.fd);
@@ -240,6 +249,7 @@ static int compact(struct compaction *compaction) {
         return -1;
     }
 
+    crash_point_reached(&compaction->journal->options, CRASH_POINT_COMPACTION_RENAMED);
     for (size_t index = 0; index < count && segments[index].number < compaction->output_number; index++) {
         segment_name(segments[index].number, name, sizeof(name));
         unlinkat(compaction->directory_fd, name, 0);

@@ -179,6 +179,17 @@ uint64_t siphash24(const uint64_t key[2], const void *data, size_t length);
 // ---------------------------------------------------------------------------------------------
 // The journal
 
+/// Steps of a compaction, in order, at which a test can make the broker crash.
+enum crash_point {
+    CRASH_POINT_NONE,
+    /// The temporary output contains part of the live records.
+    CRASH_POINT_COMPACTION_PARTIAL,
+    /// The output is written and synced under its temporary name.
+    CRASH_POINT_COMPACTION_WRITTEN,
+    /// The output has replaced the newest sealed segment; the older ones still exist.
+    CRASH_POINT_COMPACTION_RENAMED,
+};
+
 struct journal_options {
     char *directory;
     char *status_file;
@@ -192,6 +203,9 @@ struct journal_options {
     uint64_t segment_bytes;
     uint64_t compact_min_bytes;
     uint32_t pending_limit;
+    /// For tests only: the compaction step at which the plugin kills its own broker with
+    /// SIGKILL (plugin_opt_test_crash_point), so that a test can restart from that exact state.
+    enum crash_point test_crash_point;
 };
 
 struct journal_stats {
@@ -271,6 +285,8 @@ struct mosquitto_opt;
 /// Reads the plugin options into `options`; returns a MOSQ_ERR code and logs what is invalid.
 int options_parse(struct journal_options *options, struct mosquitto_opt *list, int count);
 void options_free(struct journal_options *options);
+/// Kills the broker with SIGKILL when `point` is the configured crash point.
+void crash_point_reached(const struct journal_options *options, enum crash_point point);
 
 int journal_open(struct journal *journal);
 void journal_close(struct journal *journal);

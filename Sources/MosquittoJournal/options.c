@@ -2,8 +2,10 @@
 #include "journal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
@@ -42,6 +44,34 @@ static bool parse_address(const char *value, struct journal_options *options) {
     return options->witness_host != NULL;
 }
 
+static bool parse_crash_point(const char *value, enum crash_point *point) {
+    static const struct {
+        const char *name;
+        enum crash_point point;
+    } names[] = {
+        {"compaction-partial", CRASH_POINT_COMPACTION_PARTIAL},
+        {"compaction-written", CRASH_POINT_COMPACTION_WRITTEN},
+        {"compaction-renamed", CRASH_POINT_COMPACTION_RENAMED},
+    };
+    for (size_t index = 0; index < sizeof(names) / sizeof(names[0]); index++) {
+        if (strcmp(value, names[index].name) == 0) {
+            *point = names[index].point;
+            return true;
+        }
+    }
+    return false;
+}
+
+void crash_point_reached(const struct journal_options *options, enum crash_point point) {
+    if (options->test_crash_point == point) {
+        // Written directly, because this runs on the compaction thread, not the broker's.
+        static const char message[] = "journal: plugin_opt_test_crash_point reached; killing the broker with SIGKILL\n";
+        ssize_t ignored = write(STDERR_FILENO, message, sizeof(message) - 1);
+        (void)ignored;
+        kill(getpid(), SIGKILL);
+    }
+}
+
 int options_parse(struct journal_options *options, struct mosquitto_opt *list, int count) {
     // A prepared segment is written in full, so the journal occupies at least two of them.
     options->segment_bytes = 16u << 20;
@@ -75,9 +105,12 @@ int options_parse(struct journal_options *options, struct mosquitto_opt *list, i
         } else if (strcmp(key, "pending_limit") == 0) {
             ok = parse_size(value, &number) && number <= 1000000;
             options->pending_limit = (uint32_t)number;
+        } else if (strcmp(key, "test_crash_point") == 0) {
+            ok = parse_crash_point(value, &options->test_crash_point);
         } else {
             journal_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s; the options are journal_dir, status_file, database_file, "
-                        "witness_address, witness_password_auth, acl_default, segment_bytes, compact_min_bytes, pending_limit", key);
+                        "witness_address, witness_password_auth, acl_default, segment_bytes, compact_min_bytes, pending_limit, "
+                        "test_crash_point", key);
             return MOSQ_ERR_INVAL;
         }
         if (!ok) {

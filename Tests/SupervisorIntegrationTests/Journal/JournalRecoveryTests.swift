@@ -88,6 +88,51 @@ extension Integration {
                     "supervisor log: \(refused.supervisorLog)")
         }
 
+        /// A crash at each step of a compaction: with part of the output written, with all of it
+        /// written under its temporary name, and after the rename with the older segments still
+        /// there. The next start removes what the compaction left and restores every message.
+        @Test(arguments: ["compaction-partial", "compaction-written", "compaction-renamed"])
+        func crashInsideCompaction(point: String) throws {
+            let sandbox = try Sandbox()
+            defer { sandbox.remove() }
+            // Small segments and no compaction: 1200 updates of 150 topics fill about 19 segments.
+            let growing = try JournalMode.template(adding: "plugin_opt_segment_bytes 262144\nplugin_opt_compact_min_bytes 1073741824")
+            let first = try JournalMode.start(sandbox, name: "grow", template: growing)
+            defer { first.forceStop() }
+            var model: [String: String] = [:]
+            var lines: [String] = []
+            for index in 0..<1200 {
+                let topic = "alice/crash/\(index % 150)"
+                let payload = "update-\(index)-" + String(repeating: "x", count: index % 7 * 50)
+                model[topic] = payload
+                lines.append("{\"topic\":\"\(topic)\",\"payload\":\"\(Hex.encode(Array(payload.utf8)))\",\"qos\":1}")
+            }
+            try JournalClient(first).run(["ops"], input: lines.joined(separator: "\n") + "\n", timeout: 300)
+            #expect(JournalMode.status(sandbox)["compactions"] == "0")
+            // A SIGKILL leaves no newer mosquitto.db, so every message must come from the journal.
+            let broker = try #require(first.childPID(named: "mosquitto"))
+            kill(broker, SIGKILL)
+            #expect(first.waitForExit() == 128 + SIGKILL)
+
+            // The start-up compaction runs before the broker serves, and the plugin kills its
+            // broker at the requested step.
+            try sandbox.write(JournalMode.template(adding: "plugin_opt_segment_bytes 262144\nplugin_opt_compact_min_bytes 1048576\nplugin_opt_test_crash_point \(point)"),
+                              to: sandbox.template, mode: 0o644)
+            let crashing = try SupervisorUnderTest(sandbox: sandbox, environment: JournalMode.environment, name: "crash")
+            defer { crashing.forceStop() }
+            #expect(crashing.waitForExit(timeout: 60) != nil)
+            #expect(crashing.brokerLog.contains("plugin_opt_test_crash_point reached"), "broker log: \(crashing.brokerLog)")
+
+            let last = try JournalMode.start(sandbox, name: "after", template: growing)
+            defer { last.forceStop() }
+            let leftover = point == "compaction-renamed" ? "already contained in a compacted segment" : "left by an interrupted compaction"
+            #expect(last.brokerLog.contains(leftover), "broker log: \(last.brokerLog)")
+            let retained = try JournalClient(last).retained(["alice/crash/#"])
+            #expect(retained.count == model.count)
+            #expect(retained.mapValues(\.text) == model)
+            #expect(last.stop() == 0)
+        }
+
         /// Many updates of a few topics make the journal grow. Compaction brings it back to the live
         /// records while publishes continue, and the state stays exact across a crash.
         @Test func compactionKeepsStateWithShortPause() throws {
