@@ -1,5 +1,6 @@
-# Image of the supervisor, Mosquitto and gocryptfs. `supervisor run` is PID 1: it unlocks and
-# mounts the encrypted store on /encrypted, then starts and supervises the broker.
+# Image of the supervisor, Mosquitto and gocryptfs. `supervisor run` is PID 1: it unlocks the
+# encrypted store in /encrypted, mounts it on /var/lib/mosquitto, then starts and supervises the
+# broker.
 #
 # Two ways to get the supervisor binary and the journal mode's broker plugin, chosen by the
 # build argument SUPERVISOR_BINARY:

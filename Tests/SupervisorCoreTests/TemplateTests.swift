@@ -94,7 +94,8 @@ import Testing
         #expect(result?.hasPrefix(problem) == true, "got: \(result ?? "nil")")
     }
 
-    @Test(arguments: ["listener tcp://10.96.0.5:1883", "listener 70000", "listener 0 127.0.0.1"])
+    @Test(arguments: ["listener tcp://10.96.0.5:1883", "listener 70000", "listener 0 127.0.0.1", "listener 18 83",
+                      "listener 1883 127.0.0.1 extra"])
     func invalidListenerIsRejected(line: String) {
         let text = Self.valid.replacingOccurrences(of: "listener 9001", with: line)
         let result = BrokerConfig(text: text).validate(mountpoint: "/var/lib/mosquitto")

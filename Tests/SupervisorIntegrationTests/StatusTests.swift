@@ -48,6 +48,7 @@ extension Integration {
             let text = try supervisor.status()
             #expect(text.status == 0)
             #expect(text.output.contains("ok   mqtt: CONNACK"))
+            #expect(text.output.contains("\ndurability: autosave\n"))
             #expect(text.output.hasSuffix("healthy\n"))
             #expect(supervisor.stop() == 0)
         }

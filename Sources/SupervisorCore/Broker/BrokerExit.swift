@@ -21,6 +21,9 @@ public enum BrokerExit {
             let value = port.map { "port \($0) is" } ?? "a listener port is"
             return "; \(value) already in use by another program (mosquitto: \(messages[inUse])); stop that program, or set MOSQUITTO_PORT or MOSQUITTO_WEBSOCKETS_PORT (or the listener line in the template) to a free port"
         }
+        if let unassignable = messages.lastIndex(where: { $0.contains("Cannot assign requested address") }) {
+            return "; a listener's address is not an address of this host or container (mosquitto: \(messages[unassignable])); set MOSQUITTO_BIND_ADDRESS (or the listener line in the template) to one of its addresses, or leave it empty for all of them"
+        }
         if status == .exited(configurationRejectedCode) {
             let quoted = errors.isEmpty ? (messages.last.map { [$0] } ?? []) : errors
             let line = errors.compactMap(configurationLine(in:)).last

@@ -23,10 +23,19 @@ enum JournalHealth {
             return (false, "a journal write failed \(formatDecimal(now - failure, places: 0)) s ago (\(status.failedWrites) failed writes); retained publishes are rejected while the store cannot be written")
         }
         let sync = status.lastSyncAt.map { "last sync \(formatDecimal(now - $0, places: 1)) s ago" } ?? "nothing synced yet"
-        return (true, "journal \(megabytes(status.bytes)) in \(status.segments) segments (\(megabytes(status.liveBytes)) live), \(status.topics) topics, \(sync)")
+        return (true, "journal \(size(status.bytes)) in \(counted(status.segments, "segment")) (\(size(status.liveBytes)) live), \(counted(status.topics, "topic")), \(sync)")
     }
 
-    private static func megabytes(_ bytes: Int) -> String {
-        "\(formatDecimal(Double(bytes) / 1_000_000, places: 1)) MB"
+    /// Formats a byte count in KiB below one MiB and in MiB above.
+    static func size(_ bytes: Int) -> String {
+        if bytes < 1 << 20 {
+            return "\(formatDecimal(Double(bytes) / 1024, places: 1)) KiB"
+        }
+        return "\(formatDecimal(Double(bytes) / Double(1 << 20), places: 1)) MiB"
+    }
+
+    /// Formats "1 topic" or "2 topics".
+    static func counted(_ count: Int, _ noun: String) -> String {
+        "\(count) \(noun)\(count == 1 ? "" : "s")"
     }
 }

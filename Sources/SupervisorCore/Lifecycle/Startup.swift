@@ -77,6 +77,9 @@ extension Supervisor {
         if broker.isReady {
             return "mosquitto (pid \(broker.pid)) reports running"
         }
+        if !broker.isRunning {
+            return "mosquitto (pid \(broker.pid)) ended before it reported running"
+        }
         if broker.isRunning && stopRequests == 0 {
             Log.warning("mosquitto (pid \(broker.pid)) did not log its running line within 30 s; keep `log_type information` in the template so readiness can be seen")
         }

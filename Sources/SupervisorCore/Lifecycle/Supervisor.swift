@@ -64,6 +64,10 @@ public final class Supervisor {
             Log.error("startup failed: \(error)")
             return undoStartup(exitCode: SupervisorError.Code.system.rawValue)
         }
+        guard broker.isRunning else {
+            // The broker failed during its start; supervising reports its exit and shuts down.
+            return superviseUntilStop()
+        }
         phase = .running
         let total = ContinuousClock.now - startedAt
         Log.info("running: broker pid \(broker.pid), gocryptfs pid \(mount.pid) (startup took \(formatDuration(total)))")

@@ -71,6 +71,9 @@ public struct StatusCommand {
             for check in result.checks {
                 print("\(check.healthy ? "ok  " : "FAIL") \(check.name): \(check.detail)")
             }
+            if let durability = result.durability {
+                print("durability: \(durability)")
+            }
             print(result.healthy ? "healthy" : "unhealthy")
         }
         fflush(nil)

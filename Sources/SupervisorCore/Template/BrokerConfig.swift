@@ -96,6 +96,11 @@ public struct BrokerConfig: Sendable, Equatable {
             if port == 0 && !(fields.count > 1 && fields[1].hasPrefix("/")) {
                 return "line \(directive.line): `listener 0` needs a Unix socket path as its address (found `listener \(directive.value)`)"
             }
+            // A listener line has a port and at most one address. An address of digits only is
+            // read as an IPv4 number (83 is 0.0.0.83), so both cases come from a value with a space.
+            if fields.count > 2 || (fields.count == 2 && fields[1].allSatisfy(\.isNumber)) {
+                return "line \(directive.line): a listener takes a port and at most one address, an IP address or host name (found `listener \(directive.value)`); check MOSQUITTO_PORT, MOSQUITTO_WEBSOCKETS_PORT and MOSQUITTO_BIND_ADDRESS for spaces"
+            }
         }
         return nil
     }

@@ -25,6 +25,21 @@ extension Integration {
             try FailureChecks.expectStoreIntact(sandbox)
         }
 
+        /// A bind address that no interface of the namespace has: the error names the setting.
+        @Test func bindAddressNotOnHost() throws {
+            let sandbox = try Sandbox.seeded()
+            defer { sandbox.remove() }
+            let supervisor = try SupervisorUnderTest(sandbox: sandbox, environment: ["MOSQUITTO_BIND_ADDRESS": "10.99.99.99"])
+            defer { supervisor.forceStop() }
+            FailureChecks.expectExit(supervisor, code: 1, errorLine: [
+                "mosquitto (pid", "ended by itself with exit code 1", "Cannot assign requested address",
+                "set MOSQUITTO_BIND_ADDRESS",
+            ], brokerStarted: true)
+            #expect(!supervisor.supervisorLog.contains("running: broker pid"), "logged running for a broker that had failed")
+            #expect(supervisor.supervisorLog.contains("unmounted \(sandbox.mountpoint)"))
+            try FailureChecks.expectStoreIntact(sandbox)
+        }
+
         /// Under the default SUPERVISOR_RESTART=never the supervisor tears down in order and exits
         /// with the broker's status, so the container runtime's restart policy decides.
         @Test(arguments: [SIGKILL, SIGSEGV])

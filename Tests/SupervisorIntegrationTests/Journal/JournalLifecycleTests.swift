@@ -32,6 +32,9 @@ extension Integration {
             let journalCheck = try #require(checks.first { $0["name"] as? String == "journal" })
             #expect(journalCheck["healthy"] as? Bool == true, "journal check: \(journalCheck)")
             #expect((health["journalLastSyncAgeSeconds"] as? Double ?? 99) < 30)
+            let text = try first.status()
+            #expect(text.output.contains("\ndurability: journal\n"), "status: \(text.output)")
+            #expect(text.output.contains("ok   journal: journal "), "status: \(text.output)")
 
             // A reload keeps the plugin loaded and journaling.
             first.signal(SIGHUP)
