@@ -1,8 +1,8 @@
 # Journal mode in the image, for tests/docker/run.sh. Sourced, not run.
 
-# check_journal_mode: SUPERVISOR_DURABILITY=journal in .env makes the broker load the plugin that
-# the image ships, `supervisor status` reports the journal, and retained messages come back from
-# the journal after a SIGKILL of the whole container.
+# check_journal_mode: with SUPERVISOR_DURABILITY=journal in .env, the broker loads the image's
+# plugin and `supervisor status` reports the journal. Retained messages come back from the journal
+# after a SIGKILL of the whole container.
 check_journal_mode() {
     local project=enginejournal dir container config json log lines topic payload deleted
     new_project "$project"
